@@ -1,1 +1,4 @@
 //! Shared helpers for end-to-end tests.
+
+pub mod bins;
+pub mod external;
