@@ -1,1 +1,30 @@
-//! Placeholder: see the issue tracker.
+//! `cache-server`: a memcached-compatible cache server (a drop-in for memcached 1.6).
+//!
+//! # Layout
+//!
+//! ```text
+//!  main.rs ── config::Settings (memcached's flags) ── server::Server::start
+//!                                                        │
+//!   listener thread ─> worker threads (mio event loop each) ─> conn::Conn
+//!                                                   │ protocol::parse_request
+//!                                                   v
+//!                                   exec::execute ──> storage::Engine (slabs, hash, LRU)
+//!                                   stats_reply   ──> `stats` family of replies
+//!   maintenance thread ─> Engine::lru_maintainer_tick / crawler_step / automove_tick
+//! ```
+//!
+//! The [`storage`] module is the storage engine: slab-allocated memory, a hash table with
+//! incremental resizing and a segmented LRU, with no sockets and no knowledge of the wire
+//! protocol; it is testable alone with an injected clock.
+
+pub mod config;
+mod conn;
+mod exec;
+pub mod server;
+pub mod stats;
+mod stats_reply;
+pub mod storage;
+
+/// The version we report (`version`, `stats`): the memcached release whose behaviour we
+/// follow, so clients that gate features on it work, then our own name.
+pub const VERSION: &str = "1.6.18-cachetier";

@@ -166,8 +166,25 @@ impl Memcached {
         Err(last_err)
     }
 
+    /// Like [`Memcached::start`], with extra flags (e.g. `["-m", "64", "-t", "2"]`).
+    pub fn start_with(extra: &[&str]) -> Result<Self> {
+        let mut last_err = anyhow!("not started");
+        for _ in 0..5 {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+            match Self::start_on_with(addr, extra) {
+                Ok(m) => return Ok(m),
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+
     /// Starts memcached on exactly `addr` (for example `127.x.y.z:11211`).
     pub fn start_on(addr: SocketAddr) -> Result<Self> {
+        Self::start_on_with(addr, &[])
+    }
+
+    fn start_on_with(addr: SocketAddr, extra: &[&str]) -> Result<Self> {
         let bin = memcached_path().ok_or_else(|| anyhow!("memcached is not installed"))?;
         let mut args = vec![
             "-l".to_string(),
@@ -177,6 +194,7 @@ impl Memcached {
             "-U".to_string(),
             "0".to_string(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         // memcached refuses to run as root unless told which user to be.
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } == 0 {

@@ -1,0 +1,764 @@
+//! Command execution: a parsed [`Request`] -> storage engine calls -> memcached's exact
+//! reply bytes, appended to the connection's output buffer.
+//!
+//! Retrieval hits are written straight from the engine into the output buffer while the
+//! shard lock is held (no intermediate copy of the value).
+
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+
+use protocol::meta::decode_key;
+use protocol::{
+    encode_value_header, ArithKind, LruCrawlerCommand, MetaFlags, MetaMode, Request, RetrievalKind,
+    SlabsCommand, StorageKind,
+};
+
+use crate::server::Shared;
+use crate::stats::ThreadStats;
+use crate::storage::{
+    ArithOutcome, ArithRequest, DeleteOptions, DeleteOutcome, GetOptions, ItemView,
+    ReassignOutcome, StoreMode, StoreRequest, StoreStatus,
+};
+
+/// What the connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    /// Close after flushing what is buffered (`quit`).
+    Close,
+}
+
+const CRLF: &[u8] = b"\r\n";
+const NON_NUMERIC: &[u8] = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
+const TOO_LARGE: &[u8] = b"SERVER_ERROR object too large for cache\r\n";
+const NO_MEMORY: &[u8] = b"SERVER_ERROR out of memory storing object\r\n";
+
+#[inline]
+fn line(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(s);
+}
+
+#[inline]
+fn push_num(out: &mut Vec<u8>, v: impl itoa_like::Int) {
+    v.push(out);
+}
+
+mod itoa_like {
+    /// Decimal formatting without going through `fmt` on the hot path.
+    pub trait Int {
+        fn push(self, out: &mut Vec<u8>);
+    }
+
+    impl Int for u64 {
+        #[inline]
+        fn push(mut self, out: &mut Vec<u8>) {
+            let mut buf = [0u8; 20];
+            let mut i = buf.len();
+            loop {
+                i -= 1;
+                buf[i] = b'0' + (self % 10) as u8;
+                self /= 10;
+                if self == 0 {
+                    break;
+                }
+            }
+            out.extend_from_slice(&buf[i..]);
+        }
+    }
+
+    impl Int for i64 {
+        #[inline]
+        fn push(self, out: &mut Vec<u8>) {
+            if self < 0 {
+                out.push(b'-');
+            }
+            self.unsigned_abs().push(out);
+        }
+    }
+
+    impl Int for u32 {
+        #[inline]
+        fn push(self, out: &mut Vec<u8>) {
+            (self as u64).push(out);
+        }
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, it: &ItemView<'_>) {
+    match it.value() {
+        Some(v) => out.extend_from_slice(v),
+        None => it.copy_value_into(out),
+    }
+}
+
+/// Execute one request, appending its reply to `out`.
+pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u8>) -> Outcome {
+    let engine = &sh.engine;
+    match *req {
+        Request::Retrieval {
+            kind,
+            exptime,
+            keys,
+        } => {
+            let with_cas = kind.with_cas();
+            let touch = matches!(kind, RetrievalKind::Gat | RetrievalKind::Gats);
+            let opts = match exptime {
+                Some(e) => GetOptions::touch(e),
+                None => GetOptions::get(),
+            };
+            for key in keys.iter() {
+                ThreadStats::incr(&ts.cmd_get);
+                if touch {
+                    ThreadStats::incr(&ts.cmd_touch);
+                }
+                let hit = engine
+                    .get(key, &opts, |it| {
+                        encode_value_header(
+                            out,
+                            key,
+                            it.flags(),
+                            it.value_len(),
+                            with_cas.then(|| it.cas()),
+                        );
+                        write_value(out, it);
+                        out.extend_from_slice(CRLF);
+                    })
+                    .is_some();
+                match (hit, touch) {
+                    (true, false) => ThreadStats::incr(&ts.get_hits),
+                    (false, false) => ThreadStats::incr(&ts.get_misses),
+                    (true, true) => ThreadStats::incr(&ts.touch_hits),
+                    (false, true) => ThreadStats::incr(&ts.touch_misses),
+                }
+            }
+            line(out, b"END\r\n");
+        }
+        Request::Storage {
+            kind,
+            key,
+            flags,
+            exptime,
+            data,
+            cas,
+            noreply,
+        } => {
+            ThreadStats::incr(&ts.cmd_set);
+            let mode = match kind {
+                StorageKind::Set => StoreMode::Set,
+                StorageKind::Add => StoreMode::Add,
+                StorageKind::Replace => StoreMode::Replace,
+                StorageKind::Append => StoreMode::Append,
+                StorageKind::Prepend => StoreMode::Prepend,
+                StorageKind::Cas => StoreMode::Cas,
+            };
+            let r = engine.store(&StoreRequest::new(mode, key, data, flags, exptime).with_cas(cas));
+            if kind == StorageKind::Cas {
+                match r.status {
+                    StoreStatus::Stored => ThreadStats::incr(&ts.cas_hits),
+                    StoreStatus::Exists => ThreadStats::incr(&ts.cas_badval),
+                    StoreStatus::NotFound => ThreadStats::incr(&ts.cas_misses),
+                    _ => {}
+                }
+            }
+            let reply: &[u8] = match r.status {
+                StoreStatus::Stored => b"STORED\r\n",
+                StoreStatus::NotStored => b"NOT_STORED\r\n",
+                StoreStatus::Exists => b"EXISTS\r\n",
+                StoreStatus::NotFound => b"NOT_FOUND\r\n",
+                StoreStatus::TooLarge => {
+                    ThreadStats::incr(&ts.store_too_large);
+                    TOO_LARGE
+                }
+                StoreStatus::OutOfMemory => {
+                    ThreadStats::incr(&ts.store_no_memory);
+                    NO_MEMORY
+                }
+            };
+            if !noreply {
+                line(out, reply);
+            }
+        }
+        Request::Delete { key, noreply } => {
+            let r = engine.delete(key, &DeleteOptions::default());
+            let reply: &[u8] = match r {
+                DeleteOutcome::Deleted => {
+                    ThreadStats::incr(&ts.delete_hits);
+                    b"DELETED\r\n"
+                }
+                _ => {
+                    ThreadStats::incr(&ts.delete_misses);
+                    b"NOT_FOUND\r\n"
+                }
+            };
+            if !noreply {
+                line(out, reply);
+            }
+        }
+        Request::Arith {
+            kind,
+            key,
+            delta,
+            noreply,
+        } => {
+            let incr = kind == ArithKind::Incr;
+            let r = engine.arith(&ArithRequest::new(key, incr, delta));
+            let (hits, misses) = if incr {
+                (&ts.incr_hits, &ts.incr_misses)
+            } else {
+                (&ts.decr_hits, &ts.decr_misses)
+            };
+            let mut reply = Vec::new();
+            match r {
+                ArithOutcome::Ok { value, .. } => {
+                    ThreadStats::incr(hits);
+                    push_num(&mut reply, value);
+                    reply.extend_from_slice(CRLF);
+                }
+                ArithOutcome::NotFound => {
+                    ThreadStats::incr(misses);
+                    reply.extend_from_slice(b"NOT_FOUND\r\n");
+                }
+                ArithOutcome::NonNumeric => reply.extend_from_slice(NON_NUMERIC),
+                ArithOutcome::Exists => reply.extend_from_slice(b"EXISTS\r\n"),
+                ArithOutcome::OutOfMemory => {
+                    reply.extend_from_slice(b"SERVER_ERROR out of memory\r\n")
+                }
+            }
+            if !noreply {
+                out.extend_from_slice(&reply);
+            }
+        }
+        Request::Touch {
+            key,
+            exptime,
+            noreply,
+        } => {
+            ThreadStats::incr(&ts.cmd_touch);
+            let reply: &[u8] = if engine.touch(key, exptime) {
+                ThreadStats::incr(&ts.touch_hits);
+                b"TOUCHED\r\n"
+            } else {
+                ThreadStats::incr(&ts.touch_misses);
+                b"NOT_FOUND\r\n"
+            };
+            if !noreply {
+                line(out, reply);
+            }
+        }
+        Request::FlushAll { delay, noreply } => {
+            if sh.settings.disable_flush {
+                // memcached answers this even with noreply.
+                line(out, b"CLIENT_ERROR flush_all not allowed\r\n");
+                return Outcome::Continue;
+            }
+            ThreadStats::incr(&ts.cmd_flush);
+            engine.flush_all(delay.unwrap_or(0));
+            if !noreply {
+                line(out, b"OK\r\n");
+            }
+        }
+        Request::Version => {
+            line(out, b"VERSION ");
+            line(out, crate::VERSION.as_bytes());
+            line(out, CRLF);
+        }
+        Request::Verbosity { level, noreply } => {
+            sh.verbosity
+                .store(level.min(u8::MAX as u64) as u8, Ordering::Relaxed);
+            if !noreply {
+                line(out, b"OK\r\n");
+            }
+        }
+        Request::Quit => return Outcome::Close,
+        Request::Shutdown { .. } => {
+            if !sh.settings.enable_shutdown {
+                line(out, b"ERROR: shutdown not enabled\r\n");
+            } else {
+                sh.shutdown.trigger();
+                return Outcome::Close;
+            }
+        }
+        Request::CacheMemlimit { megabytes, noreply } => {
+            if megabytes < 8 {
+                line(
+                    out,
+                    b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n",
+                );
+            } else {
+                engine.set_memory_limit((megabytes as usize).saturating_mul(1024 * 1024));
+                if !noreply {
+                    line(out, b"OK\r\n");
+                }
+            }
+        }
+        Request::Stats { args } => crate::stats_reply::stats(sh, args, out),
+        Request::Slabs(SlabsCommand::Reassign { src, dst }) => {
+            let r = engine.slabs_reassign(src as i32, dst as i32);
+            line(
+                out,
+                match r {
+                    ReassignOutcome::Ok => b"OK\r\n",
+                    ReassignOutcome::Busy => b"BUSY currently processing reassign request\r\n",
+                    ReassignOutcome::BadClass => b"BADCLASS invalid src or dst class id\r\n",
+                    ReassignOutcome::NoSpare => b"NOSPARE source class has no spare pages\r\n",
+                    ReassignOutcome::Same => b"SAME src and dst class are identical\r\n",
+                    ReassignOutcome::Disabled => b"CLIENT_ERROR slab reassignment disabled\r\n",
+                },
+            );
+        }
+        Request::Slabs(SlabsCommand::Automove(n)) => {
+            engine.set_automove(n as u8);
+            line(out, b"OK\r\n");
+        }
+        Request::LruCrawler(c) => match c {
+            LruCrawlerCommand::Enable => {
+                sh.crawler.enabled.store(true, Ordering::Relaxed);
+                line(out, b"OK\r\n");
+            }
+            LruCrawlerCommand::Disable => {
+                sh.crawler.enabled.store(false, Ordering::Relaxed);
+                line(out, b"OK\r\n");
+            }
+            LruCrawlerCommand::Crawl(_) => {
+                if sh.crawler.enabled.load(Ordering::Relaxed) {
+                    sh.crawler.requested.store(true, Ordering::Relaxed);
+                    line(out, b"OK\r\n");
+                } else {
+                    line(out, b"BUSY currently processing crawler request\r\n");
+                }
+            }
+            LruCrawlerCommand::Sleep(us) => {
+                sh.crawler.sleep_us.store(us, Ordering::Relaxed);
+                line(out, b"OK\r\n");
+            }
+            LruCrawlerCommand::ToCrawl(n) => {
+                sh.crawler.tocrawl.store(n, Ordering::Relaxed);
+                line(out, b"OK\r\n");
+            }
+            LruCrawlerCommand::Metadump(_) | LruCrawlerCommand::Mgdump(_) => {
+                line(out, b"CLIENT_ERROR metadump not supported\r\n");
+            }
+        },
+        Request::MetaNoop => line(out, b"MN\r\n"),
+        Request::MetaDebug { key, base64 } => {
+            ThreadStats::incr(&ts.cmd_meta);
+            let mut kb = [0u8; 256];
+            let Some(k) = meta_key(key, base64, &mut kb, out) else {
+                return Outcome::Continue;
+            };
+            let opts = GetOptions {
+                no_bump: true,
+                ..GetOptions::default()
+            };
+            let found = engine
+                .get(k, &opts, |it| {
+                    line(out, b"ME ");
+                    line(out, key);
+                    let _ = write!(
+                        out,
+                        " exp={} la={} cas={} fetch={} cls={} size={}\r\n",
+                        it.ttl(),
+                        it.last_access(),
+                        it.cas(),
+                        if it.fetched_before() { "yes" } else { "no" },
+                        it.class_id(),
+                        it.key().len() + it.value_len() + 2 + ITEM_HEADER_ESTIMATE,
+                    );
+                })
+                .is_some();
+            if !found {
+                line(out, b"EN\r\n");
+            }
+        }
+        Request::MetaGet { key, flags } => meta_get(sh, ts, key, &flags, out),
+        Request::MetaSet { key, flags, data } => meta_set(sh, ts, key, &flags, data, out),
+        Request::MetaDelete { key, flags } => meta_delete(sh, ts, key, &flags, out),
+        Request::MetaArithmetic { key, flags } => meta_arith(sh, ts, key, &flags, out),
+        Request::LeaseGet { .. } | Request::LeaseSet { .. } => {
+            // Leases arrive with the leases issue; until then behave as memcached does.
+            line(out, b"ERROR\r\n");
+        }
+    }
+    Outcome::Continue
+}
+
+/// What `me` reports as an item's size on top of key and value (our header is smaller than
+/// memcached's; this keeps the figure comparable).
+const ITEM_HEADER_ESTIMATE: usize = 32;
+
+/// The key a meta command addresses: the raw token, or its base64 decoding with `b`.
+fn meta_key<'k>(
+    raw: &'k [u8],
+    base64: bool,
+    buf: &'k mut [u8; 256],
+    out: &mut Vec<u8>,
+) -> Option<&'k [u8]> {
+    if !base64 {
+        return Some(raw);
+    }
+    match decode_key(raw, buf) {
+        Ok(n) => Some(&buf[..n]),
+        Err(e) => {
+            line(out, e.reply().as_bytes());
+            line(out, CRLF);
+            None
+        }
+    }
+}
+
+/// ` k<key>` (+ ` b` for base64 keys) and ` O<opaque>`: echoed by every meta reply.
+fn echo_key_opaque(
+    out: &mut Vec<u8>,
+    flag: u8,
+    token: &[u8],
+    raw_key: &[u8],
+    flags: &MetaFlags<'_>,
+) {
+    match flag {
+        b'k' => {
+            line(out, b" k");
+            line(out, raw_key);
+            if flags.base64_key() {
+                line(out, b" b");
+            }
+        }
+        b'O' => {
+            line(out, b" O");
+            line(out, token);
+        }
+        _ => {}
+    }
+}
+
+fn meta_get(
+    sh: &Shared,
+    ts: &ThreadStats,
+    raw_key: &[u8],
+    flags: &MetaFlags<'_>,
+    out: &mut Vec<u8>,
+) {
+    let mut kb = [0u8; 256];
+    let Some(key) = meta_key(raw_key, flags.base64_key(), &mut kb, out) else {
+        return;
+    };
+    let opts = GetOptions {
+        touch: flags.ttl,
+        no_bump: flags.has(b'u'),
+        vivify: flags.vivify,
+        recache: flags.recache,
+    };
+    ThreadStats::incr(&ts.cmd_get);
+    if flags.ttl.is_some() {
+        ThreadStats::incr(&ts.cmd_touch);
+    }
+    let want_value = flags.has(b'v');
+    let hit = sh.engine.get(key, &opts, |it| {
+        let vivified = it.vivified();
+        if want_value {
+            line(out, b"VA ");
+            push_num(out, it.value_len() as u64);
+        } else {
+            line(out, b"HD");
+        }
+        for (flag, token) in flags.iter() {
+            match flag {
+                b'c' => {
+                    line(out, b" c");
+                    push_num(out, it.cas());
+                }
+                b'f' => {
+                    line(out, b" f");
+                    push_num(out, it.flags());
+                }
+                b'h' => line(out, if it.fetched_before() { b" h1" } else { b" h0" }),
+                b'l' => {
+                    line(out, b" l");
+                    push_num(out, it.last_access());
+                }
+                b's' => {
+                    line(out, b" s");
+                    push_num(out, it.value_len() as u64);
+                }
+                b't' => {
+                    line(out, b" t");
+                    push_num(out, it.ttl());
+                }
+                b'k' | b'O' => echo_key_opaque(out, flag, token, raw_key, flags),
+                _ => {}
+            }
+        }
+        if it.token_sent() && !it.win() {
+            line(out, b" Z");
+        }
+        if it.stale() {
+            line(out, b" X");
+        }
+        if it.win() {
+            line(out, b" W");
+        }
+        line(out, CRLF);
+        if want_value {
+            write_value(out, it);
+            line(out, CRLF);
+        }
+        vivified
+    });
+    match hit {
+        Some(false) => {
+            if flags.ttl.is_some() {
+                ThreadStats::incr(&ts.touch_hits);
+            } else {
+                ThreadStats::incr(&ts.get_hits);
+            }
+        }
+        Some(true) => ThreadStats::incr(&ts.get_misses),
+        None => {
+            if flags.ttl.is_some() {
+                ThreadStats::incr(&ts.touch_misses);
+            } else {
+                ThreadStats::incr(&ts.get_misses);
+            }
+            if !flags.quiet() {
+                line(out, b"EN");
+                for (flag, token) in flags.iter() {
+                    echo_key_opaque(out, flag, token, raw_key, flags);
+                }
+                line(out, CRLF);
+            }
+        }
+    }
+}
+
+/// `HD`/`NS`/`EX`/`NF` + the echoed flags, with `q` hiding `HD`.
+fn meta_status(
+    out: &mut Vec<u8>,
+    code: &[u8],
+    raw_key: &[u8],
+    flags: &MetaFlags<'_>,
+    cas: Option<u64>,
+) {
+    if code == b"HD" && flags.quiet() {
+        return;
+    }
+    line(out, code);
+    for (flag, token) in flags.iter() {
+        match flag {
+            b'c' => {
+                if let Some(c) = cas {
+                    line(out, b" c");
+                    push_num(out, c);
+                }
+            }
+            b'k' | b'O' => echo_key_opaque(out, flag, token, raw_key, flags),
+            _ => {}
+        }
+    }
+    line(out, CRLF);
+}
+
+fn meta_set(
+    sh: &Shared,
+    ts: &ThreadStats,
+    raw_key: &[u8],
+    flags: &MetaFlags<'_>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let mut kb = [0u8; 256];
+    let Some(key) = meta_key(raw_key, flags.base64_key(), &mut kb, out) else {
+        return;
+    };
+    ThreadStats::incr(&ts.cmd_set);
+    let mode = flags.mode.unwrap_or(MetaMode::Set);
+    let compare = flags.compare_cas;
+    let store_mode = match (mode, compare) {
+        (MetaMode::Set | MetaMode::Replace, Some(_)) => StoreMode::Cas,
+        (MetaMode::Set, None) => StoreMode::Set,
+        (MetaMode::Replace, None) => StoreMode::Replace,
+        (MetaMode::Add, _) => StoreMode::Add,
+        (MetaMode::Append, _) => StoreMode::Append,
+        (MetaMode::Prepend, _) => StoreMode::Prepend,
+        (MetaMode::Incr | MetaMode::Decr, _) => StoreMode::Set,
+    };
+    let cas_compare = if matches!(store_mode, StoreMode::Add) {
+        0
+    } else {
+        compare.unwrap_or(0)
+    };
+    let req = StoreRequest::new(
+        store_mode,
+        key,
+        data,
+        flags.client_flags.unwrap_or(0),
+        flags.ttl.unwrap_or(0),
+    )
+    .with_cas(cas_compare)
+    .with_invalidate(flags.has(b'I'))
+    .with_vivify(if matches!(mode, MetaMode::Append | MetaMode::Prepend) {
+        flags.vivify
+    } else {
+        None
+    })
+    .with_explicit_cas(flags.new_cas);
+    let r = sh.engine.store(&req);
+    if store_mode == StoreMode::Cas {
+        match r.status {
+            StoreStatus::Stored => ThreadStats::incr(&ts.cas_hits),
+            StoreStatus::Exists => ThreadStats::incr(&ts.cas_badval),
+            StoreStatus::NotFound => ThreadStats::incr(&ts.cas_misses),
+            _ => {}
+        }
+    }
+    let code: &[u8] = match r.status {
+        StoreStatus::Stored => b"HD",
+        StoreStatus::NotStored => b"NS",
+        StoreStatus::Exists => b"EX",
+        StoreStatus::NotFound => b"NF",
+        StoreStatus::TooLarge => {
+            ThreadStats::incr(&ts.store_too_large);
+            return line(out, TOO_LARGE);
+        }
+        StoreStatus::OutOfMemory => {
+            ThreadStats::incr(&ts.store_no_memory);
+            return line(out, NO_MEMORY);
+        }
+    };
+    meta_status(out, code, raw_key, flags, Some(r.cas));
+}
+
+fn meta_delete(
+    sh: &Shared,
+    ts: &ThreadStats,
+    raw_key: &[u8],
+    flags: &MetaFlags<'_>,
+    out: &mut Vec<u8>,
+) {
+    let mut kb = [0u8; 256];
+    let Some(key) = meta_key(raw_key, flags.base64_key(), &mut kb, out) else {
+        return;
+    };
+    let r = if flags.has(b'x') {
+        remove_value(sh, key, flags)
+    } else {
+        sh.engine.delete(
+            key,
+            &DeleteOptions {
+                cas: flags.compare_cas.unwrap_or(0),
+                invalidate: flags.has(b'I'),
+                new_exptime: flags.ttl,
+            },
+        )
+    };
+    let code: &[u8] = match r {
+        DeleteOutcome::Deleted => {
+            ThreadStats::incr(&ts.delete_hits);
+            b"HD"
+        }
+        DeleteOutcome::NotFound => {
+            ThreadStats::incr(&ts.delete_misses);
+            b"NF"
+        }
+        DeleteOutcome::Exists => b"EX",
+    };
+    meta_status(out, code, raw_key, flags, None);
+}
+
+/// `md <key> x`: keep the item (flags, TTL) but empty its value (newer memcached).
+fn remove_value(sh: &Shared, key: &[u8], flags: &MetaFlags<'_>) -> DeleteOutcome {
+    let opts = GetOptions {
+        no_bump: true,
+        ..GetOptions::default()
+    };
+    let Some((client_flags, ttl, cas)) = sh
+        .engine
+        .get(key, &opts, |it| (it.flags(), it.ttl(), it.cas()))
+    else {
+        return DeleteOutcome::NotFound;
+    };
+    if let Some(c) = flags.compare_cas {
+        if c != cas {
+            return DeleteOutcome::Exists;
+        }
+    }
+    let exptime = if ttl < 0 { 0 } else { ttl.max(1) };
+    let r = sh
+        .engine
+        .store(&StoreRequest::new(StoreMode::Cas, key, b"", client_flags, exptime).with_cas(cas));
+    match r.status {
+        StoreStatus::Stored => DeleteOutcome::Deleted,
+        StoreStatus::NotFound => DeleteOutcome::NotFound,
+        _ => DeleteOutcome::Exists,
+    }
+}
+
+fn meta_arith(
+    sh: &Shared,
+    ts: &ThreadStats,
+    raw_key: &[u8],
+    flags: &MetaFlags<'_>,
+    out: &mut Vec<u8>,
+) {
+    let mut kb = [0u8; 256];
+    let Some(key) = meta_key(raw_key, flags.base64_key(), &mut kb, out) else {
+        return;
+    };
+    let incr = flags.mode != Some(MetaMode::Decr);
+    let req = ArithRequest {
+        key,
+        incr,
+        delta: flags.delta.unwrap_or(1),
+        cas: flags.compare_cas.unwrap_or(0),
+        vivify: flags.vivify.map(|ttl| (flags.initial.unwrap_or(0), ttl)),
+        touch: flags.ttl,
+    };
+    let (hits, misses) = if incr {
+        (&ts.incr_hits, &ts.incr_misses)
+    } else {
+        (&ts.decr_hits, &ts.decr_misses)
+    };
+    match sh.engine.arith(&req) {
+        ArithOutcome::Ok {
+            value, cas, ttl, ..
+        } => {
+            ThreadStats::incr(hits);
+            let mut digits = Vec::with_capacity(20);
+            push_num(&mut digits, value);
+            let want_value = flags.has(b'v');
+            if !want_value && flags.quiet() {
+                return;
+            }
+            if want_value {
+                line(out, b"VA ");
+                push_num(out, digits.len() as u64);
+            } else {
+                line(out, b"HD");
+            }
+            for (flag, token) in flags.iter() {
+                match flag {
+                    b't' => {
+                        line(out, b" t");
+                        push_num(out, ttl);
+                    }
+                    b'c' => {
+                        line(out, b" c");
+                        push_num(out, cas);
+                    }
+                    b'k' | b'O' => echo_key_opaque(out, flag, token, raw_key, flags),
+                    _ => {}
+                }
+            }
+            line(out, CRLF);
+            if want_value {
+                line(out, &digits);
+                line(out, CRLF);
+            }
+        }
+        ArithOutcome::NotFound => {
+            ThreadStats::incr(misses);
+            meta_status(out, b"NF", raw_key, flags, None);
+        }
+        ArithOutcome::Exists => meta_status(out, b"EX", raw_key, flags, None),
+        ArithOutcome::NonNumeric => line(out, NON_NUMERIC),
+        ArithOutcome::OutOfMemory => line(out, b"SERVER_ERROR out of memory\r\n"),
+    }
+}

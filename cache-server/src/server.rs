@@ -1,0 +1,467 @@
+//! The network server: one listener thread hands connections round-robin to worker threads,
+//! each running a mio event loop over its connections; a maintenance thread runs the storage
+//! engine's background work (LRU maintainer, crawler, page mover).
+//!
+//! ```text
+//!  listener thread ──accept──> (over -c: "ERROR Too many open connections", close)
+//!        │ round-robin over channels + mio::Waker
+//!        v
+//!  worker 1..t: mio::Poll ── Conn: read -> protocol::parse_request -> exec -> output buffer
+//!                                 (one write for many pipelined replies; reading pauses
+//!                                  while the output buffer is over its high-water mark)
+//!  maintenance thread: engine.lru_maintainer_tick / crawler_step / automove_tick
+//!  Shutdown (SIGTERM, `shutdown`, or ServerHandle::shutdown): stop accepting, finish and
+//!  flush what was received, close, join.
+//! ```
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::{Condvar, Mutex};
+use protocol::Limits;
+
+use crate::config::Settings;
+use crate::conn::{Conn, Drive};
+use crate::stats::{StatsRegistry, ThreadStats};
+use crate::storage::{Engine, SystemClock};
+
+/// Connection counters for `stats`.
+#[derive(Debug, Default)]
+pub struct ConnCounters {
+    pub curr: AtomicUsize,
+    pub total: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+/// LRU crawler and maintainer switches and counters.
+#[derive(Debug, Default)]
+pub struct CrawlerState {
+    pub enabled: AtomicBool,
+    /// `lru_crawler crawl ...` asked for a full pass.
+    pub requested: AtomicBool,
+    pub sleep_us: AtomicU64,
+    pub tocrawl: AtomicU64,
+    pub starts: AtomicU64,
+    pub juggles: AtomicU64,
+}
+
+/// What `stats conns` shows of a connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub last_cmd: Arc<AtomicI64>,
+}
+
+/// Stop everything: set once, wakes every event loop.
+#[derive(Default)]
+pub struct Shutdown {
+    flag: AtomicBool,
+    wakers: Mutex<Vec<Arc<Waker>>>,
+    cv: Condvar,
+    cv_lock: Mutex<()>,
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        for w in self.wakers.lock().iter() {
+            let _ = w.wake();
+        }
+        let _g = self.cv_lock.lock();
+        self.cv.notify_all();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    fn add_waker(&self, w: Arc<Waker>) {
+        self.wakers.lock().push(w);
+    }
+
+    /// Sleep up to `d`, returning early on shutdown.
+    fn sleep(&self, d: Duration) {
+        let mut g = self.cv_lock.lock();
+        if !self.is_set() {
+            self.cv.wait_for(&mut g, d);
+        }
+    }
+}
+
+/// State shared by all threads of one server.
+pub struct Shared {
+    pub engine: Engine,
+    pub settings: Settings,
+    pub limits: Limits,
+    pub stats: StatsRegistry,
+    pub conns: ConnCounters,
+    pub started_unix: i64,
+    pub verbosity: AtomicU8,
+    pub shutdown: Shutdown,
+    pub crawler: CrawlerState,
+    pub track_sizes: AtomicBool,
+    pub conn_registry: Mutex<BTreeMap<u64, ConnInfo>>,
+    pub listen_addr: SocketAddr,
+    next_conn_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn register_conn(&self, peer: SocketAddr) -> (u64, Arc<AtomicI64>) {
+        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let last = Arc::new(AtomicI64::new(self.engine.clock().unix_now()));
+        self.conn_registry.lock().insert(
+            id,
+            ConnInfo {
+                peer,
+                last_cmd: last.clone(),
+            },
+        );
+        (id, last)
+    }
+
+    pub(crate) fn unregister_conn(&self, id: u64) {
+        self.conn_registry.lock().remove(&id);
+        self.conns.curr.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The bound TCP address (with the real port when started with `-p 0`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.listen_addr
+    }
+
+    /// Stop accepting, finish in-flight requests, close connections.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.trigger();
+    }
+
+    /// A cloneable way to stop the server from another thread (e.g. a signal handler).
+    pub fn shutdown_trigger(&self) -> impl Fn() + Send + Sync + 'static {
+        let sh = self.shared.clone();
+        move || sh.shutdown.trigger()
+    }
+
+    /// The shared state (engine and counters), for tests and embedding.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Wait until every thread has stopped (after [`ServerHandle::shutdown`] or a `shutdown`
+    /// command).
+    pub fn join(self) -> io::Result<()> {
+        for t in self.threads {
+            t.join()
+                .map_err(|_| io::Error::other("a server thread panicked"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Entry point.
+pub struct Server;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+
+impl Server {
+    /// Bind, spawn the threads and return. The address is known when this returns.
+    pub fn start(settings: Settings) -> io::Result<ServerHandle> {
+        settings
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        if settings.udp_port != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "UDP is not supported yet: start with -U 0 (the default)",
+            ));
+        }
+        let addr = (settings.listen.as_str(), settings.port)
+            .to_socket_addrs()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("listen address {}:{}: {e}", settings.listen, settings.port),
+                )
+            })?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("no address for {}", settings.listen),
+                )
+            })?;
+        let std_listener = bind(addr, settings.backlog).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("failed to listen on TCP port {}: {e}", addr),
+            )
+        })?;
+        let listen_addr = std_listener.local_addr()?;
+        let clock = Arc::new(SystemClock::new());
+        let engine = Engine::new(settings.engine_config(), clock)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let started_unix = engine.clock().process_started();
+        let shared = Arc::new(Shared {
+            engine,
+            limits: settings.limits(),
+            stats: StatsRegistry::default(),
+            conns: ConnCounters::default(),
+            started_unix,
+            verbosity: AtomicU8::new(settings.verbosity),
+            shutdown: Shutdown::default(),
+            crawler: CrawlerState {
+                enabled: AtomicBool::new(settings.lru_crawler),
+                sleep_us: AtomicU64::new(settings.lru_crawler_sleep),
+                tocrawl: AtomicU64::new(settings.lru_crawler_tocrawl),
+                ..CrawlerState::default()
+            },
+            track_sizes: AtomicBool::new(settings.track_sizes),
+            conn_registry: Mutex::new(BTreeMap::new()),
+            listen_addr,
+            next_conn_id: AtomicU64::new(1),
+            settings,
+        });
+
+        let mut threads = Vec::new();
+        let mut workers = Vec::new();
+        for i in 0..shared.settings.threads {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            shared.shutdown.add_waker(waker.clone());
+            let (tx, rx) = mpsc::channel::<TcpStream>();
+            let sh = shared.clone();
+            let stats = shared.stats.register();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn(move || worker_loop(poll, rx, sh, stats))?,
+            );
+            workers.push((tx, waker));
+        }
+        let mut listener = TcpListener::from_std(std_listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        shared.shutdown.add_waker(waker);
+        let sh = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("listener".into())
+                .spawn(move || accept_loop(poll, listener, workers, sh))?,
+        );
+        let sh = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("maintenance".into())
+                .spawn(move || maintenance_loop(sh))?,
+        );
+        Ok(ServerHandle { shared, threads })
+    }
+}
+
+fn bind(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(backlog)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+fn accept_loop(
+    mut poll: Poll,
+    listener: TcpListener,
+    workers: Vec<(mpsc::Sender<TcpStream>, Arc<Waker>)>,
+    sh: Arc<Shared>,
+) {
+    let mut events = Events::with_capacity(64);
+    let mut next = 0usize;
+    'outer: loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            tracing::error!("listener poll failed: {e}");
+            break;
+        }
+        if sh.shutdown.is_set() {
+            break;
+        }
+        loop {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if sh.conns.curr.load(Ordering::Relaxed) >= sh.settings.max_conns {
+                        sh.conns.rejected.fetch_add(1, Ordering::Relaxed);
+                        use std::io::Write;
+                        let _ = stream.write(b"ERROR Too many open connections\r\n");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    sh.conns.curr.fetch_add(1, Ordering::Relaxed);
+                    sh.conns.total.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("new connection from {peer}");
+                    let (tx, waker) = &workers[next % workers.len()];
+                    next = next.wrapping_add(1);
+                    if tx.send(stream).is_err() {
+                        break 'outer;
+                    }
+                    let _ = waker.wake();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and retry on the next readiness event.
+                    tracing::warn!("accept failed: {e}");
+                    break;
+                }
+            }
+        }
+    }
+    // Dropping the listener stops accepting; workers drain on their own wake-up.
+}
+
+/// Most time a worker spends flushing replies to slow clients at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn worker_loop(
+    mut poll: Poll,
+    rx: mpsc::Receiver<TcpStream>,
+    sh: Arc<Shared>,
+    ts: Arc<ThreadStats>,
+) {
+    let mut events = Events::with_capacity(256);
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let idle = sh.settings.idle_timeout;
+    let timeout = (idle > 0).then(|| Duration::from_secs(1));
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        let t = if drain_deadline.is_some() {
+            Some(Duration::from_millis(20))
+        } else {
+            timeout
+        };
+        if let Err(e) = poll.poll(&mut events, t) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!("worker poll failed: {e}");
+                break;
+            }
+        }
+        for ev in events.iter() {
+            if ev.token() == WAKER {
+                while let Ok(stream) = rx.try_recv() {
+                    let idx = free.pop().unwrap_or_else(|| {
+                        conns.push(None);
+                        conns.len() - 1
+                    });
+                    match Conn::new(stream, Token(idx + 2), poll.registry(), &sh) {
+                        Ok(mut c) => {
+                            // Data may already be waiting (edge-triggered registration).
+                            let keep = c.drive(&sh, &ts) == Drive::Keep;
+                            if keep {
+                                conns[idx] = Some(c);
+                            } else {
+                                c.close(poll.registry(), &sh);
+                                free.push(idx);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("registering a connection failed: {e}");
+                            sh.conns.curr.fetch_sub(1, Ordering::Relaxed);
+                            free.push(idx);
+                        }
+                    }
+                }
+                continue;
+            }
+            let idx = ev.token().0 - 2;
+            let Some(c) = conns.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            if c.drive(&sh, &ts) == Drive::Close {
+                let c = conns[idx].take().expect("present");
+                c.close(poll.registry(), &sh);
+                free.push(idx);
+            }
+        }
+        if idle > 0 {
+            let now = sh.engine.clock().unix_now();
+            for (idx, slot) in conns.iter_mut().enumerate() {
+                if slot.as_ref().is_some_and(|c| c.idle_for(now) > idle as i64) {
+                    let c = slot.take().expect("present");
+                    c.close(poll.registry(), &sh);
+                    free.push(idx);
+                }
+            }
+        }
+        if sh.shutdown.is_set() {
+            let deadline = *drain_deadline.get_or_insert_with(|| Instant::now() + DRAIN_TIMEOUT);
+            // New connections that raced with the shutdown are closed unanswered.
+            while let Ok(stream) = rx.try_recv() {
+                drop(stream);
+                sh.conns.curr.fetch_sub(1, Ordering::Relaxed);
+            }
+            for (idx, slot) in conns.iter_mut().enumerate() {
+                let done = match slot.as_mut() {
+                    Some(c) => c.drive(&sh, &ts) == Drive::Close || !c.has_pending_output(),
+                    None => false,
+                };
+                if done || (slot.is_some() && Instant::now() >= deadline) {
+                    let c = slot.take().expect("present");
+                    c.close(poll.registry(), &sh);
+                    free.push(idx);
+                }
+            }
+            if conns.iter().all(Option::is_none) {
+                break;
+            }
+        }
+    }
+}
+
+/// How often the maintenance thread runs the LRU maintainer.
+const MAINTAINER_INTERVAL: Duration = Duration::from_millis(100);
+/// Items the crawler examines per tick when not told otherwise.
+const CRAWL_BUDGET: usize = 2_000;
+
+fn maintenance_loop(sh: Arc<Shared>) {
+    let mut last_automove = Instant::now();
+    while !sh.shutdown.is_set() {
+        if sh.settings.lru_maintainer {
+            sh.engine.lru_maintainer_tick();
+            sh.crawler.juggles.fetch_add(1, Ordering::Relaxed);
+        }
+        if sh.crawler.enabled.load(Ordering::Relaxed) {
+            if sh.crawler.requested.swap(false, Ordering::Relaxed) {
+                sh.crawler.starts.fetch_add(1, Ordering::Relaxed);
+            }
+            let budget = match sh.crawler.tocrawl.load(Ordering::Relaxed) {
+                0 => CRAWL_BUDGET,
+                n => n as usize,
+            };
+            sh.engine.crawler_step(budget);
+        }
+        if last_automove.elapsed() >= Duration::from_secs(1) {
+            sh.engine.automove_tick();
+            last_automove = Instant::now();
+        }
+        sh.shutdown.sleep(MAINTAINER_INTERVAL);
+    }
+}

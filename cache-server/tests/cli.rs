@@ -1,0 +1,122 @@
+//! The `cache-server` binary: memcached's flags, the `listening on` line, clean shutdown.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cache-server");
+
+fn start(args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn cache-server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "cache-server did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn bad_flags_fail_with_memcacheds_message() {
+    for (args, msg) in [
+        (&["-o", "foo"][..], "Illegal suboption \"foo\""),
+        (&["-t", "0"][..], "Number of threads must be greater than 0"),
+        (
+            &["-o", "slab_automove=9"][..],
+            "slab_automove must be between 0 and 2",
+        ),
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(msg), "{args:?}: stderr {err:?}");
+    }
+}
+
+#[test]
+fn sigterm_finishes_inflight_requests_and_exits_zero() {
+    let (mut child, addr) = start(&["-p", "0", "-t", "2"]);
+    let mut c = TcpStream::connect(addr).unwrap();
+    // One round trip so the server has accepted the connection.
+    c.write_all(b"version\r\n").unwrap();
+    let mut first = [0u8; 64];
+    let n = c.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"VERSION "));
+    // A pipelined batch, then SIGTERM right away: every reply must still arrive.
+    let mut batch = Vec::new();
+    for i in 0..200 {
+        batch.extend_from_slice(format!("set k{i} 0 0 1\r\nx\r\nget k{i}\r\n").as_bytes());
+    }
+    c.write_all(&batch).unwrap();
+    // SAFETY: kill(2) on our own child; no memory is involved.
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let mut got = Vec::new();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = c.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("STORED\r\n").count(), 200, "{text}");
+    assert_eq!(text.matches("END\r\n").count(), 200);
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "exit status {status:?}");
+    // And the port is closed.
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn shutdown_command_needs_dash_a() {
+    let (mut child, addr) = start(&["-p", "0", "-A"]);
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"shutdown\r\n").unwrap();
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn connection_limit_answers_memcacheds_error() {
+    let (mut child, addr) = start(&["-p", "0", "-c", "2", "-t", "1"]);
+    let mut keep = Vec::new();
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"version\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"VERSION "));
+        keep.push(c);
+    }
+    let mut extra = TcpStream::connect(addr).unwrap();
+    let mut got = Vec::new();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = extra.read_to_end(&mut got);
+    assert_eq!(got, b"ERROR Too many open connections\r\n");
+    drop(keep);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
