@@ -6,7 +6,7 @@
 //! nothing more read) until the client has drained it. A slow reader therefore holds back
 //! only itself. Buffers shrink back after a large value has passed.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read as _, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -28,6 +28,15 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// Buffers larger than this are shrunk once empty.
 const SHRINK_ABOVE: usize = 256 * 1024;
 
+/// What one read did.
+enum Read {
+    /// Filled the space offered: there may be more.
+    Data,
+    /// Got less than offered: the socket is empty for now.
+    Drained,
+    WouldBlock,
+}
+
 /// Whether the connection stays open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drive {
@@ -39,8 +48,10 @@ pub struct Conn {
     stream: TcpStream,
     id: u64,
     last_cmd: Arc<AtomicI64>,
+    /// Input buffer: `rbuf.len()` is its allocated size; bytes `rstart..rend` are unparsed.
     rbuf: Vec<u8>,
-    rpos: usize,
+    rstart: usize,
+    rend: usize,
     wbuf: Vec<u8>,
     wpos: usize,
     /// Bytes of a rejected data block still to discard.
@@ -66,7 +77,8 @@ impl Conn {
             id,
             last_cmd,
             rbuf: Vec::new(),
-            rpos: 0,
+            rstart: 0,
+            rend: 0,
             wbuf: Vec::new(),
             wpos: 0,
             swallow: 0,
@@ -114,8 +126,24 @@ impl Conn {
             }
             // 3. Read more.
             match self.read(ts) {
-                Ok(true) => continue,
-                Ok(false) if sh.shutdown.is_set() => {
+                Ok(Read::Data) => continue,
+                Ok(Read::Drained) => {
+                    // The socket had less than we offered: it is empty now, and with
+                    // edge-triggered epoll any later arrival raises a new event. Execute
+                    // and flush without a read that would only say EAGAIN.
+                    self.process(sh, ts);
+                    if self.flush(ts).is_err() {
+                        return Drive::Close;
+                    }
+                    if self.closing && !self.has_pending_output() {
+                        return Drive::Close;
+                    }
+                    if sh.shutdown.is_set() {
+                        continue;
+                    }
+                    return Drive::Keep;
+                }
+                Ok(Read::WouldBlock) if sh.shutdown.is_set() => {
                     // Draining: everything that had arrived is answered; close once flushed.
                     self.closing = true;
                     return if self.has_pending_output() {
@@ -124,7 +152,7 @@ impl Conn {
                         Drive::Close
                     };
                 }
-                Ok(false) => return Drive::Keep, // would block
+                Ok(Read::WouldBlock) => return Drive::Keep,
                 Err(_) => {
                     // EOF or error: answer complete requests already received, then close.
                     self.process(sh, ts);
@@ -135,46 +163,38 @@ impl Conn {
         }
     }
 
-    /// Read once into the buffer. `Ok(true)`: got data; `Ok(false)`: would block;
-    /// `Err`: EOF or socket error.
-    fn read(&mut self, ts: &ThreadStats) -> io::Result<bool> {
-        if self.rpos > 0 {
-            if self.rpos == self.rbuf.len() {
-                self.rbuf.clear();
-                if self.rbuf.capacity() > SHRINK_ABOVE {
-                    self.rbuf.shrink_to(READ_CHUNK);
-                }
-            } else {
-                self.rbuf.drain(..self.rpos);
+    /// Read once into the buffer (no zeroing: the buffer stays allocated between reads).
+    fn read(&mut self, ts: &ThreadStats) -> io::Result<Read> {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+            if self.rbuf.len() > SHRINK_ABOVE {
+                self.rbuf = Vec::new();
             }
-            self.rpos = 0;
+        } else if self.rstart > 0
+            && (self.rend == self.rbuf.len() || self.rstart > self.rbuf.len() / 2)
+        {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
         }
-        let len = self.rbuf.len();
-        let chunk = len.clamp(READ_CHUNK, MAX_READ_CHUNK);
-        self.rbuf.resize(len + chunk, 0);
-        let r = loop {
-            match self.stream.read(&mut self.rbuf[len..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => break r,
-            }
-        };
-        match r {
-            Ok(0) => {
-                self.rbuf.truncate(len);
-                Err(io::ErrorKind::UnexpectedEof.into())
-            }
-            Ok(n) => {
-                self.rbuf.truncate(len + n);
-                ThreadStats::add(&ts.bytes_read, n as u64);
-                Ok(true)
-            }
-            Err(e) => {
-                self.rbuf.truncate(len);
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(false)
-                } else {
-                    Err(e)
+        if self.rend == self.rbuf.len() {
+            // Grow geometrically: a large value arrives in O(size) total work.
+            let want = (self.rbuf.len() * 2).clamp(READ_CHUNK, self.rbuf.len() + MAX_READ_CHUNK);
+            self.rbuf.resize(want, 0);
+        }
+        let space = self.rbuf.len() - self.rend;
+        loop {
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    self.rend += n;
+                    ThreadStats::add(&ts.bytes_read, n as u64);
+                    return Ok(if n < space { Read::Drained } else { Read::Data });
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::WouldBlock),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -184,14 +204,14 @@ impl Conn {
         let mut executed = false;
         while !self.closing && self.pending_output() < OUTPUT_HIGH_WATER {
             if self.swallow > 0 {
-                let n = self.swallow.min(self.rbuf.len() - self.rpos);
-                self.rpos += n;
+                let n = self.swallow.min(self.rend - self.rstart);
+                self.rstart += n;
                 self.swallow -= n;
                 if self.swallow > 0 {
                     break;
                 }
             }
-            let buf = &self.rbuf[self.rpos..];
+            let buf = &self.rbuf[self.rstart..self.rend];
             if buf.is_empty() {
                 break;
             }
@@ -201,7 +221,7 @@ impl Conn {
                     if execute(&req, sh, ts, &mut self.wbuf) == Outcome::Close {
                         self.closing = true;
                     }
-                    self.rpos += n;
+                    self.rstart += n;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -213,7 +233,7 @@ impl Conn {
                     if let Some(reply) = e.reply_line() {
                         self.wbuf.extend_from_slice(reply.as_bytes());
                     }
-                    self.rpos += e.consumed;
+                    self.rstart += e.consumed;
                     self.swallow = e.swallow;
                     if e.close {
                         self.closing = true;

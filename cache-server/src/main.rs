@@ -29,6 +29,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let pidfile = settings.pidfile.clone();
+    // Install the handlers before announcing the address, so a SIGTERM sent as soon as a
+    // script has read `listening on` is always a clean shutdown.
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]);
     let handle = match Server::start(settings) {
         Ok(h) => h,
         Err(e) => {
@@ -50,10 +56,7 @@ fn main() {
         }
     }
     let stop = handle.shutdown_trigger();
-    match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
+    match signals {
         Ok(mut signals) => {
             std::thread::spawn(move || {
                 if signals.forever().next().is_some() {

@@ -15,6 +15,10 @@ pub struct Limits {
     pub max_meta_tokens: usize,
     /// Longest opaque (`O`) token of a meta command.
     pub max_opaque_len: usize,
+    /// Refuse keys with control characters (protocol.txt's rule). Off by default because
+    /// memcached itself accepts them (it only splits on spaces) and real clients rely on it:
+    /// memcaslap's keys start with `\x10` bytes.
+    pub strict_keys: bool,
 }
 
 impl Limits {
@@ -43,6 +47,7 @@ impl Default for Limits {
             max_get_line_len: Self::DEFAULT_MAX_GET_LINE_LEN,
             max_meta_tokens: Self::DEFAULT_MAX_META_TOKENS,
             max_opaque_len: Self::DEFAULT_MAX_OPAQUE_LEN,
+            strict_keys: false,
         }
     }
 }

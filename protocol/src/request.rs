@@ -477,27 +477,12 @@ fn meta_line(out: &mut Vec<u8>, cmd: &[u8], key: &[u8], len: Option<usize>, flag
     }
 }
 
-/// Byte offset of token `idx` in `line` and the rest of the line from there.
+/// The rest of `line` from its token number `idx` on (empty if there are fewer tokens).
 fn rest_from(line: &[u8], idx: usize) -> &[u8] {
-    let mut seen = 0;
-    let mut i = 0;
-    let n = line.len();
-    while i < n {
-        while i < n && line[i] == b' ' {
-            i += 1;
-        }
-        if i >= n {
-            break;
-        }
-        if seen == idx {
-            return &line[i..];
-        }
-        while i < n && line[i] != b' ' {
-            i += 1;
-        }
-        seen += 1;
+    match tokens(line).nth(idx) {
+        Some(t) => &line[t.as_ptr() as usize - line.as_ptr() as usize..],
+        None => &[],
     }
-    &[]
 }
 
 fn is_get_line(buf: &[u8]) -> bool {

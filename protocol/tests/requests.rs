@@ -203,8 +203,13 @@ fn storage_commands() {
             err(ErrorKind::BadCommandLineFormat, 263),
         ),
         (
-            b"set k\x01 0 0 1\r\n".to_vec(),
-            err(ErrorKind::BadCommandLineFormat, 14),
+            // memcached accepts control characters in keys (it splits on spaces only).
+            b"set k\x01 0 0 1\r\na\r\n".to_vec(),
+            set(Set, "k\u{1}", 0, 0, "a", 0, false),
+        ),
+        (
+            b"set k\x00 0 0 1\r\na\r\n".to_vec(),
+            set(Set, "k\u{0}", 0, 0, "a", 0, false),
         ),
         // too large: SERVER_ERROR and the data block is swallowed
         (
@@ -267,9 +272,10 @@ fn retrieval_commands() {
             format!("get a {key251}\r\n").into_bytes(),
             err(ErrorKind::BadCommandLineFormat, 259),
         ),
+        (b"get k\r\r\n".to_vec(), get(Get, None, "k\r")),
         (
-            b"get k\r\r\n".to_vec(),
-            err(ErrorKind::BadCommandLineFormat, 8),
+            b"get \x10\x10key\r\n".to_vec(),
+            get(Get, None, "\u{10}\u{10}key"),
         ),
         (b"get k".to_vec(), Incomplete),
     ];
@@ -796,6 +802,26 @@ fn parse_all(buf: &[u8]) -> (Vec<String>, usize) {
 const PIPELINE: &[u8] = b"get a\r\nset k 1 2 3\r\nabc\r\nget a b c d e f g h i j\r\nbogus\r\n\
 ms k 2 T5 c\r\nhi\r\nmg k v c f O1\r\nset k 0 0 1\r\nabc\r\nincr n 5\nms k 2 Z\r\nhi\r\n\
 delete k noreply\r\ncas k 0 0 1 7\r\nx\r\nlease-set k 9 0 0 1\r\nz\r\nmn\r\n";
+
+#[test]
+fn strict_keys_refuse_control_characters() {
+    let strict = Limits {
+        strict_keys: true,
+        ..Limits::default()
+    };
+    for input in [
+        &b"get k\x01\r\n"[..],
+        b"set k\x10 0 0 1\r\na\r\n",
+        b"get a\x7f\r\n",
+    ] {
+        let e = parse_request(input, &strict).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadCommandLineFormat, "{input:?}");
+        assert!(
+            parse_request(input, &Limits::default()).unwrap().is_some(),
+            "{input:?}"
+        );
+    }
+}
 
 #[test]
 fn pipelined_mixed_commands() {

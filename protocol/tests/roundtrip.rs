@@ -12,7 +12,12 @@ fn leak(v: Vec<u8>) -> &'static [u8] {
 }
 
 fn key() -> impl Strategy<Value = &'static [u8]> {
-    prop::collection::vec(prop_oneof![0x21u8..0x7f, 0x80u8..=0xff], 1..=250).prop_map(leak)
+    // Any byte but space and newline, as memcached accepts (control bytes included).
+    prop::collection::vec(
+        prop_oneof![0x00u8..0x0a, 0x0bu8..0x20, 0x21u8..=0xff],
+        1..=250,
+    )
+    .prop_map(leak)
 }
 
 fn data() -> impl Strategy<Value = &'static [u8]> {

@@ -5,7 +5,8 @@
 //! that start (`process_started`) to convert absolute expiration times.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// memcached starts `current_time` at `ITEM_UPDATE_INTERVAL + 2` (62 s) so that
 /// "time 0" and "time 1" (used as "never" and "already expired") are in the past.
@@ -24,25 +25,62 @@ pub trait Clock: Send + Sync {
     }
 }
 
-/// The real clock: monotonic seconds (coarse, whole seconds) since creation,
-/// offset like memcached's, plus the wall-clock Unix time of the start.
+/// The real clock: monotonic whole seconds since creation, offset like memcached's, plus
+/// the wall-clock Unix time of the start.
+///
+/// Like memcached's `current_time`, it is *coarse*: a ticker thread refreshes an atomic every
+/// [`SystemClock::TICK`], and `now()` is a single relaxed load (reading the OS clock on every
+/// command cost hundreds of instructions per request). The ticker stops when the clock is
+/// dropped.
 #[derive(Debug)]
 pub struct SystemClock {
+    inner: Arc<Ticking>,
+}
+
+#[derive(Debug)]
+struct Ticking {
     start: Instant,
     started_unix: i64,
+    now: AtomicU32,
+}
+
+impl Ticking {
+    fn read_os(&self) -> u32 {
+        let secs = self.start.elapsed().as_secs();
+        (secs.min(u64::from(u32::MAX - CLOCK_START_OFFSET)) as u32) + CLOCK_START_OFFSET
+    }
 }
 
 impl SystemClock {
+    /// How often the ticker refreshes the time.
+    pub const TICK: Duration = Duration::from_millis(50);
+
     /// Creates a clock whose `now()` starts at [`CLOCK_START_OFFSET`].
     pub fn new() -> Self {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        SystemClock {
+        let inner = Arc::new(Ticking {
             start: Instant::now(),
             started_unix: unix - i64::from(CLOCK_START_OFFSET),
+            now: AtomicU32::new(CLOCK_START_OFFSET),
+        });
+        let weak: Weak<Ticking> = Arc::downgrade(&inner);
+        let spawned = std::thread::Builder::new()
+            .name("clock".into())
+            .spawn(move || loop {
+                std::thread::sleep(Self::TICK);
+                match weak.upgrade() {
+                    Some(t) => t.now.store(t.read_os(), Ordering::Relaxed),
+                    None => return,
+                }
+            });
+        if spawned.is_err() {
+            // No thread: fall back to reading the OS clock on each call (see `now`).
+            inner.now.store(0, Ordering::Relaxed);
         }
+        SystemClock { inner }
     }
 }
 
@@ -53,13 +91,16 @@ impl Default for SystemClock {
 }
 
 impl Clock for SystemClock {
+    #[inline]
     fn now(&self) -> u32 {
-        let secs = self.start.elapsed().as_secs();
-        (secs.min(u64::from(u32::MAX - CLOCK_START_OFFSET)) as u32) + CLOCK_START_OFFSET
+        match self.inner.now.load(Ordering::Relaxed) {
+            0 => self.inner.read_os(),
+            n => n,
+        }
     }
 
     fn process_started(&self) -> i64 {
-        self.started_unix
+        self.inner.started_unix
     }
 }
 
@@ -109,5 +150,28 @@ impl Clock for ManualClock {
 
     fn process_started(&self) -> i64 {
         self.started_unix
+    }
+}
+
+#[cfg(test)]
+mod system_clock_tests {
+    use super::*;
+
+    #[test]
+    fn system_clock_ticks_forward() {
+        let c = SystemClock::new();
+        let t0 = c.now();
+        assert!(t0 >= CLOCK_START_OFFSET);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.now() == t0 {
+            assert!(Instant::now() < deadline, "clock did not advance");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(c.now(), t0 + 1);
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((c.unix_now() - unix).abs() <= 1);
     }
 }
