@@ -55,7 +55,7 @@ pub(crate) fn tokens(line: &[u8]) -> Tokens<'_> {
     Tokens { rest: line }
 }
 
-/// Space-separated tokens, found with `memchr` rather than byte by byte.
+/// Space-separated tokens, found with `memchr`.
 #[derive(Clone)]
 pub(crate) struct Tokens<'a> {
     rest: &'a [u8],
@@ -66,22 +66,17 @@ impl<'a> Iterator for Tokens<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
-        loop {
-            if self.rest.is_empty() {
-                return None;
+        let s = self.rest;
+        let start = s.iter().position(|&b| b != b' ')?;
+        let s = &s[start..];
+        match memchr::memchr(b' ', s) {
+            Some(i) => {
+                self.rest = &s[i + 1..];
+                Some(&s[..i])
             }
-            match memchr::memchr(b' ', self.rest) {
-                Some(0) => self.rest = &self.rest[1..],
-                Some(i) => {
-                    let t = &self.rest[..i];
-                    self.rest = &self.rest[i + 1..];
-                    return Some(t);
-                }
-                None => {
-                    let t = self.rest;
-                    self.rest = &[];
-                    return Some(t);
-                }
+            None => {
+                self.rest = &[];
+                Some(s)
             }
         }
     }

@@ -528,6 +528,35 @@ pub fn parse_request<'a>(
         return Err(ParseError::new(ErrorKind::Error, line_len));
     };
     let err = |kind| ParseError::new(kind, line_len);
+    // Fast path for the most common requests: one pass over the keys, no argument table.
+    if cmd == b"get" || cmd == b"gets" {
+        let keys = Keys {
+            raw: &line[cmd.as_ptr() as usize - line.as_ptr() as usize + cmd.len()..],
+        };
+        if keys.raw.iter().all(|&b| b == b' ') {
+            return Err(err(ErrorKind::Error));
+        }
+        // When the whole key list fits in one key's length no key can be too long, so the
+        // common single-key get needs no second pass.
+        if (keys.raw.len() > limits.max_key_len || limits.strict_keys)
+            && !keys.iter().all(|k| valid_key(k, limits))
+        {
+            return Err(err(ErrorKind::BadCommandLineFormat));
+        }
+        let kind = if cmd.len() == 3 {
+            RetrievalKind::Get
+        } else {
+            RetrievalKind::Gets
+        };
+        return Ok(Some((
+            Request::Retrieval {
+                kind,
+                exptime: None,
+                keys,
+            },
+            line_len,
+        )));
+    }
     // Tokens after the command, counted once (bounded by the line length).
     let args: ArgBuf = ArgBuf::collect(toks.clone());
     let nargs = args.len;
