@@ -24,6 +24,7 @@ pub mod server;
 pub mod stats;
 mod stats_reply;
 pub mod storage;
+mod udp;
 
 /// The version we report (`version`, `stats`): the memcached release whose behaviour we
 /// follow, so clients that gate features on it work, then our own name.

@@ -184,12 +184,6 @@ impl Server {
         settings
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        if settings.udp_port != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "UDP is not supported yet: start with -U 0 (the default)",
-            ));
-        }
         let addr = (settings.listen.as_str(), settings.port)
             .to_socket_addrs()
             .map_err(|e| {
@@ -271,6 +265,23 @@ impl Server {
                 .name("maintenance".into())
                 .spawn(move || maintenance_loop(sh))?,
         );
+        if shared.settings.udp_port != 0 {
+            let udp_addr = SocketAddr::new(listen_addr.ip(), shared.settings.udp_port);
+            let sock = std::net::UdpSocket::bind(udp_addr).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("failed to listen on UDP port {udp_addr}: {e}"),
+                )
+            })?;
+            sock.set_read_timeout(Some(UDP_POLL))?;
+            let sh = shared.clone();
+            let stats = shared.stats.register();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("udp".into())
+                    .spawn(move || crate::udp::serve(sock, sh, stats))?,
+            );
+        }
         Ok(ServerHandle { shared, threads })
     }
 }
@@ -336,6 +347,9 @@ fn accept_loop(
     }
     // Dropping the listener stops accepting; workers drain on their own wake-up.
 }
+
+/// How often the UDP thread checks for shutdown while idle.
+const UDP_POLL: Duration = Duration::from_millis(100);
 
 /// Most time a worker spends flushing replies to slow clients at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

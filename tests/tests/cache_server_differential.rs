@@ -13,6 +13,7 @@ use e2e_tests::bins::OurServer;
 use e2e_tests::external::{skip, Memcached};
 
 /// Send `input` (+ `mn\r\n` unless `closes`) and read until the `MN` sentinel or EOF.
+/// Cases must not contain `mn` themselves, or the sentinel would be ambiguous.
 fn exchange(addr: SocketAddr, input: &[u8], closes: bool) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -111,7 +112,7 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("ms invalidate", b"ms c1 1 c\r\na\r\nms c1 1 C1 I\r\nb\r\nmg c1 v c\r\n".to_vec()),
         ("touch via mg", b"set t1 0 0 1\r\na\r\nmg t1 T-1 v\r\nmg t1 v\r\n".to_vec()),
         ("base64 keys", b"ms Zm9v 1 b\r\nx\r\nget foo\r\nmg Zm9v b v k\r\nmg !!! b v\r\nmd Zm9v b q\r\nget foo\r\n".to_vec()),
-        ("meta errors", b"mg\r\nmg k v v\r\nmg k zz\r\nmg k Oabcdefghijabcdefghijabcdefghijabc\r\nmg k Tabc v\r\nms k\r\nhi\r\nms k abc\r\nhi\r\nms k 2 Z\r\nhi\r\nms k 2 MX\r\nhi\r\nms k 2 T1 T2\r\nhi\r\nms k 2 Cabc\r\nhi\r\nms k 2 b\r\nhi\r\nma k MZ\r\nmd k T1 T1\r\nme\r\nmn x\r\n".to_vec()),
+        ("meta errors", b"mg\r\nmg k v v\r\nmg k zz\r\nmg k Oabcdefghijabcdefghijabcdefghijabc\r\nmg k Tabc v\r\nms k\r\nhi\r\nms k abc\r\nhi\r\nms k 2 Z\r\nhi\r\nms k 2 MX\r\nhi\r\nms k 2 T1 T2\r\nhi\r\nms k 2 Cabc\r\nhi\r\nms k 2 b\r\nhi\r\nma k MZ\r\nmd k T1 T1\r\nme\r\n".to_vec()),
         ("meta token limits", {
             let f17 = "b c f h k l q s t u v O1 T1 N1 R1 v v";
             format!("mg k {f17}\r\nmg k {f17} x\r\nms k 1 b c C1 F1 I k O1 q s T1 MS N1 c c c c\r\na\r\nms k 1 b c C1 F1 I k O1 q s T1 MS N1 c c c c c\r\na\r\nmd k q q q q q q q q q q q q q q q q q q\r\n").into_bytes()
@@ -200,4 +201,130 @@ fn deliberate_differences() {
             "{why}"
         );
     }
+}
+
+/// One UDP request (frame header + payload, plus an `mn` sentinel); returns the reply bytes
+/// reassembled in order. memcached 1.6.18 frames every response object as its own message
+/// ("datagram 0 of 1"), we frame the whole reply as one sequenced message; both are valid, so
+/// datagrams are ordered by (arrival of message, sequence number) and checked for size and id.
+fn udp_exchange(
+    sock: &std::net::UdpSocket,
+    to: SocketAddr,
+    id: u16,
+    header_tail: [u8; 6],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut d = id.to_be_bytes().to_vec();
+    d.extend_from_slice(&header_tail);
+    d.extend_from_slice(payload);
+    let sentinel = header_tail == [0, 0, 0, 1, 0, 0];
+    if sentinel {
+        d.extend_from_slice(b"mn\r\n");
+    }
+    sock.send_to(&d, to).unwrap();
+    let mut out = Vec::new();
+    let mut message: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("udp reply");
+        assert!(n <= 1400, "datagram of {n} bytes");
+        assert_eq!(&buf[..2], &id.to_be_bytes(), "request id echoed");
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        let total = u16::from_be_bytes([buf[4], buf[5]]) as usize;
+        message.push((seq, buf[8..n].to_vec()));
+        if message.len() == total {
+            message.sort_by_key(|(s, _)| *s);
+            for (_, part) in message.drain(..) {
+                out.extend_from_slice(&part);
+            }
+            if !sentinel || out.ends_with(b"MN\r\n") {
+                return out;
+            }
+        }
+    }
+}
+
+#[test]
+fn udp_same_replies_as_memcached() {
+    let free_udp = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (mc_udp, our_udp) = (free_udp(), free_udp());
+    let mc = match Memcached::start_with(&["-U", &mc_udp.to_string()]) {
+        Ok(m) => m,
+        Err(e) => {
+            return skip(
+                "udp_same_replies_as_memcached",
+                &format!("memcached unavailable: {e}"),
+            )
+        }
+    };
+    let ours = OurServer::start(
+        "cache-server",
+        &["-p", "0", "-U", &our_udp.to_string(), "-t", "1"],
+    )
+    .expect("start cache-server");
+    // One client socket per server, so a late datagram from one can never pass for the other.
+    let socket = || {
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    };
+    let (mc_client, our_client) = (socket(), socket());
+    let big = "x".repeat(5000);
+    let cases: Vec<(Vec<u8>, [u8; 6])> = vec![
+        (b"set u1 3 0 5\r\nhello\r\n".to_vec(), [0, 0, 0, 1, 0, 0]),
+        (b"get u1 nope\r\n".to_vec(), [0, 0, 0, 1, 0, 0]),
+        (b"gets u1\r\nversion-not\r\n".to_vec(), [0, 0, 0, 1, 0, 0]),
+        (
+            format!("set u2 0 0 {}\r\n{big}\r\n", big.len()).into_bytes(),
+            [0, 0, 0, 1, 0, 0],
+        ),
+        (b"get u2 u1 u2\r\n".to_vec(), [0, 0, 0, 1, 0, 0]),
+        (b"mg u1 v f\r\nmg nope v\r\n".to_vec(), [0, 0, 0, 1, 0, 0]),
+        // The reserved field is ignored.
+        (b"get u1\r\n".to_vec(), [0, 0, 0, 1, 0, 9]),
+    ];
+    for (i, (payload, tail)) in cases.iter().enumerate() {
+        let want = udp_exchange(
+            &mc_client,
+            SocketAddr::from(([127, 0, 0, 1], mc_udp)),
+            i as u16 + 7,
+            *tail,
+            payload,
+        );
+        let got = udp_exchange(
+            &our_client,
+            SocketAddr::from(([127, 0, 0, 1], our_udp)),
+            i as u16 + 7,
+            *tail,
+            payload,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "case {i}: {:?}",
+            String::from_utf8_lossy(&payload[..payload.len().min(40)])
+        );
+    }
+    // A request spread over two datagrams is dropped unanswered: the next reply to arrive is
+    // the one for the following request.
+    for (client, port) in [(&mc_client, mc_udp), (&our_client, our_udp)] {
+        let to = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut d = vec![0, 99, 0, 0, 0, 2, 0, 0];
+        d.extend_from_slice(b"get u1\r\n");
+        client.send_to(&d, to).unwrap();
+        let reply = udp_exchange(client, to, 100, [0, 0, 0, 1, 0, 0], b"get nope\r\n");
+        assert_eq!(reply, b"END\r\nMN\r\n", "port {port}");
+    }
+    // And TCP sees what UDP stored.
+    let _ = mc;
+    assert_eq!(
+        exchange(ours.addr(), b"get u1\r\n", false),
+        b"VALUE u1 3 5\r\nhello\r\nEND\r\nMN\r\n"
+    );
 }
