@@ -120,3 +120,74 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn a_slow_reader_does_not_stall_others_and_memory_stays_bounded() {
+    let (mut child, addr) = start(&["-p", "0", "-t", "1", "-m", "64"]);
+    let mut setup = TcpStream::connect(addr).unwrap();
+    let value = vec![b'v'; 500_000];
+    let mut req = format!("set big 0 0 {}\r\n", value.len()).into_bytes();
+    req.extend_from_slice(&value);
+    req.extend_from_slice(b"\r\n");
+    setup.write_all(&req).unwrap();
+    let mut ok = [0u8; 8];
+    setup.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"STORED\r\n");
+
+    // A client that asks for 200 MB of replies and never reads them.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    let gets = b"get big\r\n".repeat(400);
+    slow.write_all(&gets).unwrap();
+
+    // Another client on the same worker thread is still answered promptly.
+    let mut other = TcpStream::connect(addr).unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for _ in 0..100 {
+        other.write_all(b"version\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = other.read(&mut buf).expect("the other client is served");
+        assert!(buf[..n].starts_with(b"VERSION "));
+    }
+    // The server holds only a bounded backlog for the slow reader.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(rss_kib < 40 * 1024, "RSS {rss_kib} KiB with a slow reader");
+    drop(slow);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn an_overlong_line_closes_the_connection_but_a_long_multiget_does_not() {
+    let (mut child, addr) = start(&["-p", "0", "-t", "1"]);
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(&[b'x'; 3000]).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert_eq!(got, b"CLIENT_ERROR line too long\r\n", "then closed");
+
+    let mut g = TcpStream::connect(addr).unwrap();
+    g.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut line = b"get".to_vec();
+    for i in 0..2000 {
+        line.extend_from_slice(format!(" key:{i}").as_bytes());
+    }
+    // Sent in two parts so the server sees over 2048 bytes without a newline first.
+    g.write_all(&line).unwrap();
+    g.flush().unwrap();
+    std::thread::yield_now();
+    g.write_all(b"\r\n").unwrap();
+    let mut buf = [0u8; 5];
+    g.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"END\r\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
