@@ -2,3 +2,4 @@
 
 pub mod bins;
 pub mod external;
+pub mod router_support;

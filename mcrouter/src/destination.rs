@@ -1,0 +1,500 @@
+//! Destinations: one backend server, its health (TKO), and per worker a few persistent
+//! connections on which many client requests are pipelined.
+//!
+//! ```text
+//!  route (PoolRoute, ...) ── WorkerDests::send(dest, bytes) ──> Conn (per worker, per server)
+//!        append to `out`, push a Pending (oneshot + sequence no.)    │ one task per connection:
+//!        ──> ReplyFuture (resolves when the reply is parsed)         │  select { read replies,
+//!                                                                     │   write all queued bytes
+//!                                                                     │   in one write, timer }
+//! ```
+//!
+//! Requests queued while the connection task is busy are written together (one `write`
+//! for many requests), and replies are parsed in order and handed back as zero-copy
+//! slices of the read buffer. A connection that times out, errors or returns garbage is
+//! closed and every request pending on it fails with `SERVER_ERROR` (a late reply could
+//! otherwise be matched to the wrong request); the next request reconnects.
+//!
+//! Health is shared by all workers ([`DestShared`]): after `tko_threshold` consecutive
+//! failures, or at once on a refused connect, the destination is TKO ("technical knock
+//! out"): requests fail fast without touching the network while one probe task sends
+//! `version` with exponential backoff until the server answers.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify};
+
+use crate::reply::{classify, ErrorClass, Reply, ReplyKind};
+
+/// Options for destinations (from the command line).
+#[derive(Debug, Clone, Copy)]
+pub struct DestOptions {
+    /// Reply timeout for a request (and connect timeout).
+    pub server_timeout: Duration,
+    /// Consecutive failures that mark a destination TKO.
+    pub tko_threshold: u32,
+    /// Most requests in flight on one connection; more are shed with `SERVER_ERROR busy`.
+    pub max_inflight: usize,
+    /// Connections per server per worker.
+    pub conns_per_server: usize,
+    /// First probe delay while TKO (doubles up to `probe_max`).
+    pub probe_min: Duration,
+    pub probe_max: Duration,
+}
+
+impl DestOptions {
+    pub const DEFAULT_SERVER_TIMEOUT_MS: u64 = 1000;
+    pub const DEFAULT_TKO_THRESHOLD: u32 = 3;
+    pub const DEFAULT_MAX_INFLIGHT: usize = 16 * 1024;
+    pub const DEFAULT_CONNS_PER_SERVER: usize = 1;
+}
+
+impl Default for DestOptions {
+    fn default() -> Self {
+        DestOptions {
+            server_timeout: Duration::from_millis(Self::DEFAULT_SERVER_TIMEOUT_MS),
+            tko_threshold: Self::DEFAULT_TKO_THRESHOLD,
+            max_inflight: Self::DEFAULT_MAX_INFLIGHT,
+            conns_per_server: Self::DEFAULT_CONNS_PER_SERVER,
+            probe_min: Duration::from_millis(10),
+            probe_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Health of one destination, shared by all workers.
+#[derive(Debug, Default)]
+pub struct Health {
+    failures: AtomicU32,
+    tko: AtomicBool,
+    probing: AtomicBool,
+    /// Counters for `stats` and admin.
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Health {
+    pub fn is_tko(&self) -> bool {
+        self.tko.load(Ordering::Relaxed)
+    }
+
+    fn success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Record a failure; true when this made the destination TKO and the caller must
+    /// start the probe.
+    fn failure(&self, hard: bool, threshold: u32) -> bool {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if hard || n >= threshold {
+            self.tko.store(true, Ordering::Relaxed);
+            return !self.probing.swap(true, Ordering::AcqRel);
+        }
+        false
+    }
+
+    fn recovered(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.tko.store(false, Ordering::Relaxed);
+        self.probing.store(false, Ordering::Release);
+    }
+}
+
+/// A backend server as the route trees know it. The same address always maps to the same
+/// `DestShared` (see [`Registry`]), so a reloaded config keeps its connections.
+#[derive(Debug)]
+pub struct DestShared {
+    /// Index in the registry (and in each worker's connection table).
+    pub id: usize,
+    /// `host:port` as written in the config (protocol suffix removed).
+    pub addr: String,
+    pub health: Health,
+}
+
+/// Destinations by address, and in id order.
+type RegistryInner = (HashMap<String, Arc<DestShared>>, Vec<Arc<DestShared>>);
+
+/// All destinations ever configured, by address. Append-only.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<RegistryInner>,
+}
+
+impl Registry {
+    pub fn get_or_insert(&self, addr: &str) -> Arc<DestShared> {
+        let mut g = self.inner.lock();
+        if let Some(d) = g.0.get(addr) {
+            return d.clone();
+        }
+        let d = Arc::new(DestShared {
+            id: g.1.len(),
+            addr: addr.to_string(),
+            health: Health::default(),
+        });
+        g.0.insert(addr.to_string(), d.clone());
+        g.1.push(d.clone());
+        d
+    }
+
+    pub fn all(&self) -> Vec<Arc<DestShared>> {
+        self.inner.lock().1.clone()
+    }
+}
+
+/// The reply to a request sent to a destination.
+pub enum ReplyFuture {
+    Ready(Option<Reply>),
+    Wait(oneshot::Receiver<Reply>),
+}
+
+impl Future for ReplyFuture {
+    type Output = Reply;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        match self.get_mut() {
+            ReplyFuture::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| {
+                Reply::error_static(ErrorClass::LocalError, b"SERVER_ERROR polled twice\r\n")
+            })),
+            ReplyFuture::Wait(rx) => Pin::new(rx).poll(cx).map(|r| {
+                r.unwrap_or_else(|_| {
+                    Reply::error_static(
+                        ErrorClass::LocalError,
+                        b"SERVER_ERROR mcrouter: request dropped\r\n",
+                    )
+                })
+            }),
+        }
+    }
+}
+
+struct Pending {
+    tx: oneshot::Sender<Reply>,
+    until_end: bool,
+    /// Sequence number on this connection: the timeout check watches the oldest one.
+    seq: u64,
+}
+
+#[derive(Default)]
+struct ConnState {
+    out: Vec<u8>,
+    pending: VecDeque<Pending>,
+    running: bool,
+    next_seq: u64,
+}
+
+/// One connection to a destination, owned by a worker.
+struct Conn {
+    shared: Arc<DestShared>,
+    opts: DestOptions,
+    st: RefCell<ConnState>,
+    notify: Notify,
+}
+
+/// Progress through a multi-part reply (a get's `VALUE`s before `END`).
+#[derive(Default)]
+struct Scan {
+    pos: usize,
+    hit: bool,
+}
+
+impl Conn {
+    fn send(self: &Rc<Self>, raw: &[u8], until_end: bool) -> ReplyFuture {
+        if self.shared.health.is_tko() {
+            return ReplyFuture::Ready(Some(Reply::error(
+                ErrorClass::Tko,
+                &format!("mcrouter: {} is TKO (marked down)", self.shared.addr),
+            )));
+        }
+        let mut st = self.st.borrow_mut();
+        if st.pending.len() >= self.opts.max_inflight {
+            return ReplyFuture::Ready(Some(Reply::error_static(
+                ErrorClass::Busy,
+                b"SERVER_ERROR mcrouter: busy (too many requests in flight to the server)\r\n",
+            )));
+        }
+        self.shared.health.requests.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let was_empty = st.out.is_empty();
+        st.out.extend_from_slice(raw);
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.pending.push_back(Pending { tx, until_end, seq });
+        if !st.running {
+            st.running = true;
+            drop(st);
+            tokio::task::spawn_local(self.clone().run());
+        } else if was_empty {
+            drop(st);
+            self.notify.notify_one();
+        }
+        ReplyFuture::Wait(rx)
+    }
+
+    fn fail_all(&self, class: ErrorClass, msg: &str) {
+        let pending = {
+            let mut st = self.st.borrow_mut();
+            st.out.clear();
+            std::mem::take(&mut st.pending)
+        };
+        if pending.is_empty() {
+            return;
+        }
+        let reply = Reply::error(class, msg);
+        for p in pending {
+            let _ = p.tx.send(reply.clone());
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.st.borrow().pending.is_empty()
+    }
+
+    /// Count a failure; start the probe if this made the destination TKO.
+    fn failed(&self, hard: bool) {
+        if self
+            .shared
+            .health
+            .failure(hard, self.opts.tko_threshold.max(1))
+        {
+            tracing::warn!(server = %self.shared.addr, "destination marked TKO");
+            tokio::task::spawn_local(probe(self.shared.clone(), self.opts));
+        }
+    }
+
+    async fn run(self: Rc<Self>) {
+        let mut rbuf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            while !self.has_work() {
+                self.notify.notified().await;
+            }
+            let addr = self.shared.addr.clone();
+            let stream =
+                match tokio::time::timeout(self.opts.server_timeout, TcpStream::connect(&*addr))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(server = %addr, error = %e, "connect failed");
+                        self.fail_all(
+                            ErrorClass::ConnectError,
+                            &format!("mcrouter: connect error to {addr}: {e}"),
+                        );
+                        self.failed(e.kind() == std::io::ErrorKind::ConnectionRefused);
+                        continue;
+                    }
+                    Err(_) => {
+                        self.fail_all(
+                            ErrorClass::ConnectTimeout,
+                            &format!("mcrouter: connect timeout to {addr}"),
+                        );
+                        self.failed(false);
+                        continue;
+                    }
+                };
+            let _ = stream.set_nodelay(true);
+            rbuf.clear();
+            let (class, msg) = self.serve(stream, &mut rbuf).await;
+            tracing::debug!(server = %addr, %msg, "connection closed");
+            let had_pending = self.has_work();
+            self.fail_all(class, &format!("mcrouter: {msg} ({addr})"));
+            if had_pending || class == ErrorClass::Timeout {
+                self.failed(false);
+            }
+        }
+    }
+
+    async fn serve(&self, mut stream: TcpStream, rbuf: &mut BytesMut) -> (ErrorClass, String) {
+        let (mut rd, mut wr) = stream.split();
+        let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut wpos = 0usize;
+        let period = (self.opts.server_timeout / 8)
+            .clamp(Duration::from_millis(2), Duration::from_millis(100));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut scan = Scan::default();
+        // (sequence number of the oldest pending request, when it became the oldest)
+        let mut watched = (u64::MAX, Instant::now());
+        loop {
+            if wpos == wbuf.len() {
+                wbuf.clear();
+                wpos = 0;
+                std::mem::swap(&mut wbuf, &mut self.st.borrow_mut().out);
+            }
+            let want_write = wpos < wbuf.len();
+            if rbuf.capacity() - rbuf.len() < 4096 {
+                rbuf.reserve(64 * 1024);
+            }
+            tokio::select! {
+                biased;
+                r = rd.read_buf(rbuf) => match r {
+                    Ok(0) => return (ErrorClass::LocalError, "connection closed by server".into()),
+                    Ok(_) => {
+                        if let Err(e) = self.process(rbuf, &mut scan) {
+                            return e;
+                        }
+                    }
+                    Err(e) => return (ErrorClass::LocalError, format!("read error: {e}")),
+                },
+                w = wr.write(&wbuf[wpos..]), if want_write => match w {
+                    Ok(0) => return (ErrorClass::LocalError, "write returned 0".into()),
+                    Ok(n) => wpos += n,
+                    Err(e) => return (ErrorClass::LocalError, format!("write error: {e}")),
+                },
+                _ = self.notify.notified(), if !want_write => {}
+                _ = tick.tick() => {
+                    // No clock read per request: a request times out once it has been the
+                    // oldest one for a whole server timeout (within 1-1.25x, checked every
+                    // `period`).
+                    let st = self.st.borrow();
+                    match st.pending.front() {
+                        Some(front) if front.seq == watched.0 => {
+                            if watched.1.elapsed() >= self.opts.server_timeout {
+                                return (ErrorClass::Timeout, "timeout".into());
+                            }
+                        }
+                        Some(front) => watched = (front.seq, Instant::now()),
+                        None => watched = (u64::MAX, Instant::now()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hand every complete reply in `rbuf` to its pending request.
+    fn process(&self, rbuf: &mut BytesMut, scan: &mut Scan) -> Result<(), (ErrorClass, String)> {
+        loop {
+            if rbuf.len() <= scan.pos {
+                return Ok(());
+            }
+            let until_end = match self.st.borrow().pending.front() {
+                Some(p) => p.until_end,
+                None => return Err((ErrorClass::LocalError, "unexpected data from server".into())),
+            };
+            let (kind, end) = match protocol::parse_response(&rbuf[scan.pos..]) {
+                Ok(None) => return Ok(()),
+                Err(e) => return Err((ErrorClass::LocalError, format!("bad reply: {e}"))),
+                Ok(Some((resp, n))) => {
+                    let kind = classify(&resp);
+                    let end = scan.pos + n;
+                    if until_end && kind == ReplyKind::Hit {
+                        scan.hit = true;
+                        scan.pos = end;
+                        continue;
+                    }
+                    let kind = if kind == ReplyKind::Miss && scan.hit {
+                        ReplyKind::Hit
+                    } else {
+                        kind
+                    };
+                    (kind, end)
+                }
+            };
+            *scan = Scan::default();
+            let bytes = rbuf.split_to(end).freeze();
+            let p = self.st.borrow_mut().pending.pop_front();
+            self.shared.health.success();
+            if let Some(p) = p {
+                let _ = p.tx.send(Reply { kind, bytes });
+            }
+        }
+    }
+}
+
+/// While a destination is TKO, try `version` with backoff until it answers.
+async fn probe(shared: Arc<DestShared>, opts: DestOptions) {
+    let mut delay = opts.probe_min;
+    loop {
+        tokio::time::sleep(delay).await;
+        let ok = tokio::time::timeout(opts.server_timeout, probe_once(&shared.addr))
+            .await
+            .unwrap_or(false);
+        if ok {
+            tracing::info!(server = %shared.addr, "destination recovered from TKO");
+            shared.health.recovered();
+            return;
+        }
+        delay = (delay * 2).min(opts.probe_max);
+    }
+}
+
+async fn probe_once(addr: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    if s.write_all(b"version\r\n").await.is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    let mut r = BufReader::new(&mut s);
+    matches!(r.read_line(&mut line).await, Ok(n) if n > 0) && line.starts_with("VERSION")
+}
+
+/// A worker's connections, indexed by destination id.
+pub struct WorkerDests {
+    opts: DestOptions,
+    table: RefCell<Vec<Option<Rc<ConnSet>>>>,
+}
+
+struct ConnSet {
+    conns: Vec<Rc<Conn>>,
+    next: Cell<usize>,
+}
+
+impl WorkerDests {
+    pub fn new(opts: DestOptions) -> Self {
+        WorkerDests {
+            opts,
+            table: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn options(&self) -> &DestOptions {
+        &self.opts
+    }
+
+    fn conn(&self, d: &Arc<DestShared>) -> Rc<Conn> {
+        let mut t = self.table.borrow_mut();
+        if t.len() <= d.id {
+            t.resize(d.id + 1, None);
+        }
+        let set = t[d.id].get_or_insert_with(|| {
+            Rc::new(ConnSet {
+                conns: (0..self.opts.conns_per_server.max(1))
+                    .map(|_| {
+                        Rc::new(Conn {
+                            shared: d.clone(),
+                            opts: self.opts,
+                            st: RefCell::new(ConnState::default()),
+                            notify: Notify::new(),
+                        })
+                    })
+                    .collect(),
+                next: Cell::new(0),
+            })
+        });
+        let i = set.next.get();
+        set.next.set((i + 1) % set.conns.len());
+        set.conns[i].clone()
+    }
+
+    /// Queue `raw` (one or more complete requests answered by one reply, or by a
+    /// `VALUE`*`END` sequence when `until_end`) on a connection to `d`.
+    pub fn send(&self, d: &Arc<DestShared>, raw: &[u8], until_end: bool) -> ReplyFuture {
+        self.conn(d).send(raw, until_end)
+    }
+}

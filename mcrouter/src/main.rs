@@ -1,0 +1,138 @@
+//! `mcrouter`: parse flags, start the router, print `listening on ADDR`, wait for a signal.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use mcrouter::destination::DestOptions;
+use mcrouter::server::{Options, Router};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mcrouter",
+    version,
+    about = "mcrouter-compatible memcached routing proxy"
+)]
+struct Args {
+    /// Route config file (mcrouter JSON). Without one, runs the local tier.
+    #[arg(long = "config-file", short = 'f')]
+    config_file: Option<PathBuf>,
+    /// Config source as `file:PATH` (mcrouter's --config).
+    #[arg(long = "config")]
+    config: Option<String>,
+    /// Port to listen on (repeatable; 0 picks a free one).
+    #[arg(short = 'p', long = "port")]
+    port: Vec<u16>,
+    /// Address to listen on.
+    #[arg(long = "listen-address", default_value = "127.0.0.1")]
+    listen_address: IpAddr,
+    /// Worker threads.
+    #[arg(long = "num-proxies", default_value_t = Options::DEFAULT_NUM_PROXIES)]
+    num_proxies: usize,
+    /// Server (reply and connect) timeout in milliseconds.
+    #[arg(long = "server-timeout", default_value_t = DestOptions::DEFAULT_SERVER_TIMEOUT_MS)]
+    server_timeout: u64,
+    /// Consecutive failures before a server is marked TKO.
+    #[arg(long = "timeouts-until-tko", default_value_t = DestOptions::DEFAULT_TKO_THRESHOLD)]
+    timeouts_until_tko: u32,
+    /// Requests in flight per client before the router stops reading from it.
+    #[arg(long = "max-client-outstanding-reqs", default_value_t = Options::DEFAULT_MAX_CLIENT_OUTSTANDING)]
+    max_client_outstanding_reqs: usize,
+    /// Requests in flight per server connection before new ones are shed.
+    #[arg(long = "target-max-inflight-requests", default_value_t = DestOptions::DEFAULT_MAX_INFLIGHT)]
+    target_max_inflight_requests: usize,
+    /// Connections per server per worker.
+    #[arg(long = "connections-per-server", default_value_t = DestOptions::DEFAULT_CONNS_PER_SERVER)]
+    connections_per_server: usize,
+    /// More logging (-v info, -vv debug).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let level = match args.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config_file = match (&args.config_file, &args.config) {
+        (Some(f), _) => Some(f.clone()),
+        (None, Some(c)) => match c.strip_prefix("file:") {
+            Some(p) => Some(PathBuf::from(p)),
+            None => bail!("--config {c:?}: only file:PATH is supported"),
+        },
+        (None, None) => None,
+    };
+    let ports = if args.port.is_empty() {
+        vec![11211]
+    } else {
+        args.port.clone()
+    };
+    let opts = Options {
+        listen: ports
+            .iter()
+            .map(|p| SocketAddr::new(args.listen_address, *p))
+            .collect(),
+        num_proxies: args.num_proxies.max(1),
+        dest: DestOptions {
+            server_timeout: Duration::from_millis(args.server_timeout.max(1)),
+            tko_threshold: args.timeouts_until_tko.max(1),
+            max_inflight: args.target_max_inflight_requests.max(1),
+            conns_per_server: args.connections_per_server.max(1),
+            ..DestOptions::default()
+        },
+        max_client_outstanding: args.max_client_outstanding_reqs.max(1),
+        config_file: config_file.clone(),
+    };
+    let (router, local) = match config_file {
+        Some(_) => (
+            Router::start_from_file(opts).context("starting mcrouter")?,
+            None,
+        ),
+        None => {
+            let (router, tier) = mcrouter::local::start(opts).context("starting the local tier")?;
+            (router, Some(tier))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for a in router.local_addrs() {
+        writeln!(out, "listening on {a}")?;
+    }
+    if let Some(tier) = &local {
+        writeln!(out, "{}", tier.banner(router.local_addrs()))?;
+    }
+    out.flush()?;
+    drop(out);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    // Drain: stop accepting, let requests in flight finish, then exit 0.
+    if !router.drain(Duration::from_secs(5)) {
+        tracing::warn!("exiting with requests still in flight after 5 s");
+    }
+    if let Some(tier) = local {
+        tier.shutdown();
+    }
+    Ok(())
+}

@@ -1,0 +1,490 @@
+//! Worker threads and client connections: the router's hot path.
+//!
+//! Each worker is one thread running a current-thread tokio runtime. It owns the client
+//! connections handed to it by the acceptor and its own connections to every destination,
+//! so nothing on the request path is shared between threads except the (immutable) route
+//! tree and relaxed counters.
+//!
+//! A client task reads as much as the socket has, parses every complete request in the
+//! buffer (requests are zero-copy slices of it), starts routing each one at once (so a
+//! pipelined batch reaches the destinations as one write per server), and writes the
+//! replies in request order, batched into as few writes as possible. At most
+//! `max_client_outstanding` requests are in flight per client; beyond that it stops
+//! reading (backpressure).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
+use protocol::{Limits, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::admin;
+use crate::destination::WorkerDests;
+use crate::reply::{quiet_suppressed, ErrorClass, Reply, ReplyKind};
+use crate::request::{Classified, LocalCmd, Req};
+use crate::route::{all_destinations, join_all, ready, worst, Ctx, Route, RouteFuture, RouteRef};
+use crate::server::Shared;
+use crate::stats::Stats;
+
+/// Run a worker: accept connections from `rx` until it closes.
+pub fn run_worker(
+    shared: Arc<Shared>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let ctx = Rc::new(Ctx {
+        dests: WorkerDests::new(shared.opts.dest),
+    });
+    local.block_on(&rt, async move {
+        while let Some(std_stream) = rx.recv().await {
+            let _ = std_stream.set_nonblocking(true);
+            let _ = std_stream.set_nodelay(true);
+            match TcpStream::from_std(std_stream) {
+                Ok(s) => {
+                    tokio::task::spawn_local(client(s, shared.clone(), ctx.clone()));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot register a client connection"),
+            }
+        }
+    });
+}
+
+/// Buffers larger than this are checked for a complete request before being split.
+const PARTIAL_CHECK_BYTES: usize = 8 * 1024;
+
+/// Serve one client connection.
+pub async fn client(mut stream: TcpStream, shared: Arc<Shared>, ctx: Rc<Ctx>) {
+    Stats::inc(&shared.stats.curr_connections);
+    Stats::inc(&shared.stats.total_connections);
+    if let Err(e) = serve_client(&mut stream, &shared, &ctx).await {
+        tracing::debug!(error = %e, "client connection ended");
+    }
+    shared
+        .stats
+        .curr_connections
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn serve_client(
+    stream: &mut TcpStream,
+    shared: &Arc<Shared>,
+    ctx: &Rc<Ctx>,
+) -> std::io::Result<()> {
+    let (mut rd, mut wr) = stream.split();
+    let limits = Limits::default();
+    let cap = shared.opts.max_client_outstanding.max(1);
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut inflight: FuturesOrdered<RouteFuture> = FuturesOrdered::new();
+    let mut swallow = 0usize;
+    let mut closing = false;
+    let mut eof = false;
+    let mut gauge = InFlightGauge {
+        counter: &shared.stats.in_flight,
+        reported: 0,
+    };
+    loop {
+        gauge.set(inflight.len());
+        // Parse and start every complete request we have (up to the in-flight cap). A large
+        // buffer holding only part of a request (a big value still arriving) is left alone
+        // rather than split and copied back on every read.
+        let partial = rbuf.len() > PARTIAL_CHECK_BYTES
+            && swallow == 0
+            && matches!(protocol::parse_request(&rbuf, &limits), Ok(None));
+        if !rbuf.is_empty() && !closing && !partial {
+            let chunk = rbuf.split().freeze();
+            let mut off = 0usize;
+            while off < chunk.len() && inflight.len() < cap && !closing {
+                if swallow > 0 {
+                    let n = swallow.min(chunk.len() - off);
+                    off += n;
+                    swallow -= n;
+                    continue;
+                }
+                match protocol::parse_request(&chunk[off..], &limits) {
+                    Ok(None) => break,
+                    Ok(Some((parsed, consumed))) => {
+                        let reply =
+                            dispatch(&parsed, &chunk, off, consumed, shared, ctx, &mut closing);
+                        off += consumed;
+                        match reply {
+                            Item::Now(bytes) if inflight.is_empty() => {
+                                wbuf.extend_from_slice(&bytes)
+                            }
+                            Item::Now(bytes) => inflight.push_back(ready(Reply {
+                                kind: ReplyKind::Ok,
+                                bytes,
+                            })),
+                            Item::Later(f) => inflight.push_back(f),
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(line) = e.reply_line() {
+                            let bytes = Bytes::from(line.into_bytes());
+                            if inflight.is_empty() {
+                                wbuf.extend_from_slice(&bytes);
+                            } else {
+                                inflight.push_back(ready(Reply {
+                                    kind: ReplyKind::Error(ErrorClass::LocalError),
+                                    bytes,
+                                }));
+                            }
+                        }
+                        off += e.consumed;
+                        swallow = e.swallow;
+                        if e.close {
+                            closing = true;
+                        }
+                    }
+                }
+            }
+            if off < chunk.len() && !closing {
+                rbuf.extend_from_slice(&chunk[off..]);
+            }
+        }
+        if inflight.is_empty() {
+            if !wbuf.is_empty() {
+                wr.write_all(&wbuf).await?;
+                wbuf.clear();
+            }
+            if closing || eof {
+                return Ok(());
+            }
+        }
+        let can_read = !closing && !eof && inflight.len() < cap;
+        if rbuf.capacity() - rbuf.len() < 4096 {
+            rbuf.reserve(16 * 1024);
+        }
+        tokio::select! {
+            biased;
+            Some(r) = inflight.next(), if !inflight.is_empty() => {
+                count_error(&r, shared);
+                wbuf.extend_from_slice(&r.bytes);
+                while let Some(Some(r)) = inflight.next().now_or_never() {
+                    count_error(&r, shared);
+                    wbuf.extend_from_slice(&r.bytes);
+                }
+                if !wbuf.is_empty() {
+                    wr.write_all(&wbuf).await?;
+                    wbuf.clear();
+                }
+            }
+            n = rd.read_buf(&mut rbuf), if can_read => {
+                if n? == 0 {
+                    eof = true;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps `stats.in_flight` in step with a client's queue (and zeroes its share on drop).
+struct InFlightGauge<'a> {
+    counter: &'a std::sync::atomic::AtomicI64,
+    reported: usize,
+}
+
+impl InFlightGauge<'_> {
+    fn set(&mut self, n: usize) {
+        if n != self.reported {
+            self.counter.fetch_add(
+                n as i64 - self.reported as i64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.reported = n;
+        }
+    }
+}
+
+impl Drop for InFlightGauge<'_> {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
+fn count_error(r: &Reply, shared: &Shared) {
+    if r.is_error() {
+        Stats::inc(&shared.stats.errors);
+    }
+}
+
+/// What a parsed request turns into.
+enum Item {
+    /// Answered at once (`version`, `stats`, admin keys, ...); empty for no reply.
+    Now(Bytes),
+    /// Routed; the reply comes later (empty bytes for no reply).
+    Later(RouteFuture),
+}
+
+fn dispatch(
+    parsed: &Request<'_>,
+    chunk: &Bytes,
+    off: usize,
+    consumed: usize,
+    shared: &Arc<Shared>,
+    ctx: &Rc<Ctx>,
+    closing: &mut bool,
+) -> Item {
+    let stats = &shared.stats;
+    let classified = Req::classify(parsed, &chunk[off..off + consumed], consumed, || {
+        chunk.slice(off..off + consumed)
+    });
+    let req = match classified {
+        Classified::Local(cmd) => {
+            Stats::inc(&stats.cmd_other);
+            return Item::Now(local(cmd, shared, closing));
+        }
+        Classified::FlushAll(req) => {
+            Stats::inc(&stats.cmd_other);
+            return Item::Later(flush_all(req, shared, ctx));
+        }
+        Classified::Routed(req) => req,
+    };
+    Stats::inc(&stats.requests);
+    let op = req.op();
+    if op.reply_until_end() {
+        let n = req.key_count();
+        stats
+            .cmd_get
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if n == 1 && req.key().starts_with(admin::ADMIN_PREFIX) {
+            return Item::Now(Bytes::from(admin::reply(req.key(), shared)));
+        }
+        if n > 1 {
+            let root: RouteRef = shared.config.load().root.clone();
+            return Item::Later(multi_get(req, &root, ctx, shared));
+        }
+    } else if op.is_update() {
+        Stats::inc(&stats.cmd_set);
+    } else if op.is_delete() {
+        Stats::inc(&stats.cmd_delete);
+    } else {
+        Stats::inc(&stats.cmd_other);
+    }
+    let noreply = req.noreply();
+    let quiet = req.quiet();
+    let fut = shared.config.load().root.route(req, ctx);
+    if noreply || quiet {
+        return Item::Later(Box::pin(async move {
+            let r = fut.await;
+            if noreply || quiet_suppressed(op, &r) {
+                Reply {
+                    kind: r.kind,
+                    bytes: Bytes::new(),
+                }
+            } else {
+                r
+            }
+        }));
+    }
+    Item::Later(fut)
+}
+
+fn local(cmd: LocalCmd, shared: &Arc<Shared>, closing: &mut bool) -> Bytes {
+    match cmd {
+        LocalCmd::Version => Bytes::from(format!("VERSION {}\r\n", crate::stats::VERSION)),
+        LocalCmd::Verbosity { noreply: true } => Bytes::new(),
+        LocalCmd::Verbosity { noreply: false } => Bytes::from_static(b"OK\r\n"),
+        LocalCmd::MetaNoop => Bytes::from_static(b"MN\r\n"),
+        LocalCmd::Quit => {
+            *closing = true;
+            Bytes::new()
+        }
+        LocalCmd::Stats => Bytes::from(shared.stats_reply()),
+        LocalCmd::Unsupported => {
+            Bytes::from_static(b"SERVER_ERROR Command not supported by mcrouter\r\n")
+        }
+    }
+}
+
+/// `flush_all`: to every destination of the routed pools; the worst reply wins.
+fn flush_all(req: Req, shared: &Arc<Shared>, ctx: &Rc<Ctx>) -> RouteFuture {
+    let root: RouteRef = shared.config.load().root.clone();
+    let noreply = req.noreply();
+    let futs: Vec<RouteFuture> = all_destinations(&root)
+        .iter()
+        .map(|d| Box::pin(ctx.dests.send(d, req.raw(), false)) as RouteFuture)
+        .collect();
+    Box::pin(async move {
+        let r = worst(join_all(futs).await).unwrap_or(Reply {
+            kind: ReplyKind::Ok,
+            bytes: Bytes::from_static(b"OK\r\n"),
+        });
+        if noreply {
+            Reply {
+                kind: r.kind,
+                bytes: Bytes::new(),
+            }
+        } else {
+            r
+        }
+    })
+}
+
+/// A multi-key get: one `get k1 k2 ...` per destination for keys whose route is a plain
+/// destination, one routed single-key get for each of the others; the client gets the
+/// values in its own key order.
+pub fn multi_get(req: Req, root: &RouteRef, ctx: &Rc<Ctx>, shared: &Arc<Shared>) -> RouteFuture {
+    let op = req.op();
+    let prefix = req.command_prefix();
+    // (destination id, request line) per destination, in first-seen order.
+    let mut groups: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut group_dest = Vec::new();
+    // Per key: which part answers it (groups first, then single routed gets).
+    let mut assign: Vec<usize> = Vec::new();
+    let mut singles: Vec<RouteFuture> = Vec::new();
+    let keys: Vec<&[u8]> = req.keys().collect();
+    let mut single_idx: Vec<usize> = Vec::new();
+    for key in &keys {
+        match root.plain_destination(op, key) {
+            Some(d) => {
+                let gi = match groups.iter().position(|(id, _)| *id == d.id) {
+                    Some(gi) => gi,
+                    None => {
+                        let mut line = Vec::with_capacity(prefix.len() + 64);
+                        line.extend_from_slice(prefix);
+                        groups.push((d.id, line));
+                        group_dest.push(d.clone());
+                        groups.len() - 1
+                    }
+                };
+                let line = &mut groups[gi].1;
+                if line.len() > prefix.len() {
+                    line.push(b' ');
+                }
+                line.extend_from_slice(key);
+                assign.push(gi);
+                single_idx.push(usize::MAX);
+            }
+            None => {
+                single_idx.push(singles.len());
+                singles.push(root.route(req.single_get(key), ctx));
+                assign.push(usize::MAX);
+            }
+        }
+    }
+    let ngroups = groups.len();
+    let mut parts: Vec<RouteFuture> = Vec::with_capacity(ngroups + singles.len());
+    for ((_, mut line), d) in groups.into_iter().zip(&group_dest) {
+        line.extend_from_slice(b"\r\n");
+        parts.push(Box::pin(ctx.dests.send(d, &line, true)));
+    }
+    shared
+        .stats
+        .multiget_backend_requests
+        .fetch_add(ngroups as u64, std::sync::atomic::Ordering::Relaxed);
+    parts.extend(singles);
+    for (i, a) in assign.iter_mut().enumerate() {
+        if *a == usize::MAX {
+            *a = ngroups + single_idx[i];
+        }
+    }
+    let key_ranges: Vec<(usize, usize)> = keys
+        .iter()
+        .map(|k| {
+            let s = k.as_ptr() as usize - req.raw().as_ptr() as usize;
+            (s, s + k.len())
+        })
+        .collect();
+    Box::pin(async move {
+        let replies = join_all(parts).await;
+        assemble(&req, &key_ranges, &assign, replies)
+    })
+}
+
+/// Values of each part reply, in order: `(key range, whole VALUE unit range)`.
+fn values_of(reply: &Reply) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let b = &reply.bytes[..];
+    let mut pos = 0;
+    while pos < b.len() {
+        match protocol::parse_response(&b[pos..]) {
+            Ok(Some((protocol::Response::Value { key, .. }, n))) => {
+                let ks = key.as_ptr() as usize - b.as_ptr() as usize;
+                out.push((ks..ks + key.len(), pos..pos + n));
+                pos += n;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+fn assemble(
+    req: &Req,
+    key_ranges: &[(usize, usize)],
+    assign: &[usize],
+    replies: Vec<Reply>,
+) -> Reply {
+    if !replies.is_empty() && replies.iter().all(|r| r.is_error()) {
+        return replies
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Reply::default_for(req));
+    }
+    let values: Vec<_> = replies.iter().map(values_of).collect();
+    let mut cursor = vec![0usize; replies.len()];
+    let total: usize = replies.iter().map(|r| r.bytes.len()).sum();
+    let mut out = Vec::with_capacity(total + 8);
+    let mut hit = false;
+    for (i, &(ks, ke)) in key_ranges.iter().enumerate() {
+        let p = assign[i];
+        let key = &req.raw()[ks..ke];
+        if let Some((kr, unit)) = values[p].get(cursor[p]) {
+            if &replies[p].bytes[kr.clone()] == key {
+                out.extend_from_slice(&replies[p].bytes[unit.clone()]);
+                cursor[p] += 1;
+                hit = true;
+            }
+        }
+    }
+    out.extend_from_slice(b"END\r\n");
+    Reply {
+        kind: if hit { ReplyKind::Hit } else { ReplyKind::Miss },
+        bytes: Bytes::from(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assemble_keeps_client_order_and_skips_misses() {
+        let req = Req::from_wire(b"get a b c a\r\n").unwrap();
+        let ranges: Vec<(usize, usize)> = req
+            .keys()
+            .map(|k| {
+                let s = k.as_ptr() as usize - req.raw().as_ptr() as usize;
+                (s, s + k.len())
+            })
+            .collect();
+        let p0 = Reply {
+            kind: ReplyKind::Hit,
+            bytes: Bytes::from_static(b"VALUE a 0 1\r\n1\r\nVALUE a 0 1\r\n1\r\nEND\r\n"),
+        };
+        let p1 = Reply {
+            kind: ReplyKind::Hit,
+            bytes: Bytes::from_static(b"VALUE c 0 1\r\n3\r\nEND\r\n"),
+        };
+        let r = assemble(&req, &ranges, &[0, 1, 1, 0], vec![p0, p1]);
+        assert_eq!(
+            &r.bytes[..],
+            b"VALUE a 0 1\r\n1\r\nVALUE c 0 1\r\n3\r\nVALUE a 0 1\r\n1\r\nEND\r\n"
+        );
+    }
+}

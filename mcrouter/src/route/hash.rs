@@ -1,0 +1,136 @@
+//! `HashRoute`: picks one child by hashing the routing key (mcrouter's
+//! `HashRoute`/`SelectionRoute` with a `HashSelector`). `PoolRoute` is a `HashRoute` over
+//! the pool's destinations. `flush_all` goes to every child.
+//!
+//! Config: `{"type": "HashRoute", "children": [...], "hash_func": "Ch3", "salt": "...",
+//! "weights": [...]}`; `hash` may also be an object `{"hash_func": ..., "salt": ...,
+//! "weights": ...}` as in mcrouter's PoolRoute.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::{all_sync, Ctx, Node, Route, RouteFuture, RouteRef};
+use crate::config::{Builder, ConfigError, HashSpec};
+use crate::destination::DestShared;
+use crate::hash::{HashFunc, HashSelector};
+use crate::request::{Op, Req};
+
+#[derive(Debug)]
+pub struct HashRoute {
+    label: String,
+    children: Vec<RouteRef>,
+    selector: HashSelector,
+}
+
+impl HashRoute {
+    /// `label` is what `name()` reports (`HashRoute` or `PoolRoute|A`).
+    pub fn new(label: String, children: Vec<RouteRef>, selector: HashSelector) -> Self {
+        HashRoute {
+            label,
+            children,
+            selector,
+        }
+    }
+
+    /// Build over `children` with `spec`; `names` are the server names Ketama hashes.
+    pub fn from_spec(
+        label: String,
+        children: Vec<RouteRef>,
+        spec: &HashSpec,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
+        let names: Vec<String> = children
+            .iter()
+            .map(|c| {
+                c.destination()
+                    .map(|d| d.addr.clone())
+                    .unwrap_or_else(|| c.name())
+            })
+            .collect();
+        let func = HashFunc::from_config(&spec.func, &names, spec.weights.as_deref())
+            .map_err(|e| ConfigError::at(path.to_string(), e.to_string()))?;
+        let selector = HashSelector::new(func, spec.salt.as_deref());
+        Ok(HashRoute::new(label, children, selector))
+    }
+
+    pub fn selector(&self) -> &HashSelector {
+        &self.selector
+    }
+
+    fn pick(&self, key: &[u8]) -> &RouteRef {
+        &self.children[self.selector.select(key)]
+    }
+}
+
+impl Route for HashRoute {
+    fn name(&self) -> String {
+        format!("{} ({})", self.label, self.selector.describe())
+    }
+
+    fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
+        if req.op() == Op::FlushAll {
+            return all_sync::broadcast(&self.children, req, ctx);
+        }
+        self.pick(req.routing_key()).route(req, ctx)
+    }
+
+    fn children(&self) -> Vec<RouteRef> {
+        self.children.clone()
+    }
+
+    fn children_for(&self, req: &Req) -> Vec<RouteRef> {
+        if req.op() == Op::FlushAll {
+            return self.children.clone();
+        }
+        vec![self.pick(req.routing_key()).clone()]
+    }
+
+    fn plain_destination(&self, op: Op, key: &[u8]) -> Option<&Arc<DestShared>> {
+        if op == Op::FlushAll {
+            return None;
+        }
+        self.pick(key).plain_destination(op, key)
+    }
+}
+
+pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> {
+    let children = node.children(b)?;
+    let spec = HashSpec::from_node(node, None)?;
+    Ok(Arc::new(HashRoute::from_spec(
+        "HashRoute".into(),
+        children,
+        &spec,
+        &node.path,
+    )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HashSpec;
+    use crate::route::testing::{run, Mock};
+
+    #[test]
+    fn hashes_keys_to_one_child_and_broadcasts_flush() {
+        run(|ctx| async move {
+            let mocks: Vec<_> = (0..3).map(|_| Mock::replying("STORED\r\n")).collect();
+            let children: Vec<RouteRef> = mocks.iter().map(|m| m.r()).collect();
+            let spec = HashSpec::default();
+            let r = HashRoute::from_spec("PoolRoute|A".into(), children, &spec, "t").unwrap();
+            for i in 0..1000 {
+                let req = Mock::req(&format!("set {i} 0 0 1\r\nx\r\n"));
+                // Ch3 golden split of "0".."999" over 3 servers.
+                r.route(req, &ctx).await;
+            }
+            let counts: Vec<usize> = mocks.iter().map(|m| m.count()).collect();
+            assert_eq!(counts, vec![307, 342, 351]);
+            // The routing prefix and hash stop do not change placement.
+            let idx = r.selector().select(b"user:7");
+            assert_eq!(r.selector().select(b"/r/c/user:7|#|x"), idx);
+            r.route(Mock::req("flush_all\r\n"), &ctx).await;
+            let counts: Vec<usize> = mocks.iter().map(|m| m.count()).collect();
+            assert_eq!(counts, vec![308, 343, 352]);
+            assert!(r.name().starts_with("PoolRoute|A (hash|Ch3"));
+        });
+    }
+}

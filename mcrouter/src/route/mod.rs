@@ -1,0 +1,350 @@
+//! Route handles: the nodes of the route tree. One file per handle, all implementing
+//! [`Route`].
+//!
+//! A tree is built from the config ([`crate::config`]) and shared by all workers
+//! (`Arc<dyn Route>`); it is immutable and replaced as a whole on reload. Routing a
+//! request is synchronous up to the first wait: `route()` may queue bytes on a
+//! destination connection before it returns the future, so a client's pipelined requests
+//! reach the backends in order and in one batch.
+//!
+//! ```text
+//!   RootRoute (routing prefix: /region/cluster/)
+//!     └─ PrefixSelectorRoute ─ OperationSelectorRoute ─ AllAsyncRoute ─ FailoverRoute ─ PoolRoute
+//!                                                                                       └─ HashRoute ─ DestinationRoute*
+//! ```
+//!
+//! Adding a handle (lease, coalescing, asynclog, gutter, warm-up...): a new file with a
+//! struct implementing [`Route`] and a `build(&Node, &mut Builder)` function, and one line
+//! in [`build_typed`].
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::config::{Builder, ConfigError};
+use crate::destination::{DestShared, WorkerDests};
+use crate::reply::{ErrorClass, Reply};
+use crate::request::{Op, Req};
+
+pub mod all_async;
+pub mod all_fastest;
+pub mod all_initial;
+pub mod all_majority;
+pub mod all_sync;
+pub mod destination;
+pub mod error;
+pub mod failover;
+pub mod hash;
+pub mod latest;
+pub mod miss_failover;
+pub mod modify_exptime;
+pub mod modify_key;
+pub mod null;
+pub mod operation_selector;
+pub mod pool;
+pub mod prefix_selector;
+pub mod random;
+pub mod rate_limit;
+pub mod root;
+pub mod shadow;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+/// The future of a routed request. Not `Send`: each worker thread runs its own requests.
+pub type RouteFuture = Pin<Box<dyn Future<Output = Reply>>>;
+
+/// A shared route handle.
+pub type RouteRef = Arc<dyn Route>;
+
+/// Per-worker context a route uses to reach destinations.
+pub struct Ctx {
+    pub dests: WorkerDests,
+}
+
+/// A node of the route tree.
+pub trait Route: Send + Sync + std::fmt::Debug {
+    /// mcrouter-style description, e.g. `PoolRoute|A` or `FailoverRoute`.
+    fn name(&self) -> String;
+
+    /// Route `req`. Work that can start at once (queuing on a connection) starts before
+    /// this returns.
+    fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture;
+
+    /// Every child (config order): used to list destinations and for `flush_all`.
+    fn children(&self) -> Vec<RouteRef> {
+        Vec::new()
+    }
+
+    /// The children `req` would be sent to (admin `route`/`route_handles`); by default all.
+    fn children_for(&self, _req: &Req) -> Vec<RouteRef> {
+        self.children()
+    }
+
+    /// When this subtree sends `op` on `key` to exactly one destination and does nothing
+    /// else with the reply, that destination: multi-key gets are then batched, one
+    /// request per destination.
+    fn plain_destination(&self, _op: Op, _key: &[u8]) -> Option<&Arc<DestShared>> {
+        None
+    }
+
+    /// The destination this node is, for leaf nodes.
+    fn destination(&self) -> Option<&Arc<DestShared>> {
+        None
+    }
+}
+
+/// A ready future (router-made replies).
+pub fn ready(reply: Reply) -> RouteFuture {
+    Box::pin(std::future::ready(reply))
+}
+
+/// Every destination under `route` (deduplicated, tree order).
+pub fn all_destinations(route: &RouteRef) -> Vec<Arc<DestShared>> {
+    let mut out: Vec<Arc<DestShared>> = Vec::new();
+    fn walk(r: &RouteRef, out: &mut Vec<Arc<DestShared>>) {
+        if let Some(d) = r.destination() {
+            if !out.iter().any(|x| x.id == d.id) {
+                out.push(d.clone());
+            }
+        }
+        for c in r.children() {
+            walk(&c, out);
+        }
+    }
+    walk(route, &mut out);
+    out
+}
+
+/// The destinations `req` would be sent to (admin `route(op,key)`).
+pub fn destinations_for(route: &RouteRef, req: &Req) -> Vec<Arc<DestShared>> {
+    let mut out: Vec<Arc<DestShared>> = Vec::new();
+    fn walk(r: &RouteRef, req: &Req, out: &mut Vec<Arc<DestShared>>) {
+        if let Some(d) = r.destination() {
+            if !out.iter().any(|x| x.id == d.id) {
+                out.push(d.clone());
+            }
+        }
+        for c in r.children_for(req) {
+            walk(&c, req, out);
+        }
+    }
+    walk(route, req, &mut out);
+    out
+}
+
+/// The handles `req` traverses, one per line, indented by depth (admin `route_handles`).
+pub fn describe_path(route: &RouteRef, req: &Req) -> String {
+    let mut out = String::new();
+    fn walk(r: &RouteRef, req: &Req, depth: usize, out: &mut String) {
+        let _ = writeln!(out, "{}{}", "  ".repeat(depth), r.name());
+        for c in r.children_for(req) {
+            walk(&c, req, depth + 1, out);
+        }
+    }
+    walk(route, req, 0, &mut out);
+    out
+}
+
+/// A route description being built: its JSON path, and either an object or the argument
+/// of a `Type|arg` string.
+pub struct Node<'a> {
+    pub path: String,
+    pub type_name: String,
+    pub obj: Option<&'a Map<String, Value>>,
+    pub arg: Option<&'a str>,
+}
+
+impl<'a> Node<'a> {
+    pub fn err(&self, field: &str, msg: impl Into<String>) -> ConfigError {
+        ConfigError::at(join(&self.path, field), msg)
+    }
+
+    pub fn field(&self, name: &str) -> Option<&'a Value> {
+        self.obj.and_then(|o| o.get(name))
+    }
+
+    /// A required child route in field `name`.
+    pub fn route(&self, b: &mut Builder, name: &str) -> Result<RouteRef, ConfigError> {
+        match self.field(name) {
+            Some(v) => b.route(v, &join(&self.path, name)),
+            None => Err(self.err(name, "missing; expected a route")),
+        }
+    }
+
+    /// An optional child route in field `name`.
+    pub fn opt_route(&self, b: &mut Builder, name: &str) -> Result<Option<RouteRef>, ConfigError> {
+        match self.field(name) {
+            Some(v) => b.route(v, &join(&self.path, name)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Children: the `children` field (a list of routes, or `"Pool|A"`), or the
+    /// `Type|Pool|A` argument.
+    pub fn children(&self, b: &mut Builder) -> Result<Vec<RouteRef>, ConfigError> {
+        if let Some(arg) = self.arg {
+            return b.route_list(&Value::String(arg.to_string()), &self.path);
+        }
+        match self.field("children") {
+            Some(v) => {
+                let list = b.route_list(v, &join(&self.path, "children"))?;
+                if list.is_empty() {
+                    return Err(self.err("children", "expected at least one route"));
+                }
+                Ok(list)
+            }
+            None => Err(self.err("children", "missing; expected a list of routes")),
+        }
+    }
+
+    pub fn str_field(&self, name: &str) -> Result<Option<&'a str>, ConfigError> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.err(name, "expected a string")),
+        }
+    }
+
+    pub fn f64_field(&self, name: &str) -> Result<Option<f64>, ConfigError> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.err(name, "expected a number")),
+        }
+    }
+
+    pub fn i64_field(&self, name: &str) -> Result<Option<i64>, ConfigError> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| self.err(name, "expected an integer")),
+        }
+    }
+
+    pub fn bool_field(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.err(name, "expected true or false")),
+        }
+    }
+
+    /// `failover_errors`: a list of error class names.
+    pub fn error_classes(&self, name: &str) -> Result<Option<Vec<ErrorClass>>, ConfigError> {
+        let Some(v) = self.field(name) else {
+            return Ok(None);
+        };
+        let Some(list) = v.as_array() else {
+            return Err(self.err(name, "expected a list of error names"));
+        };
+        let mut out = Vec::new();
+        for (i, e) in list.iter().enumerate() {
+            let name_i = format!("{name}[{i}]");
+            let s = e
+                .as_str()
+                .ok_or_else(|| self.err(&name_i, "expected a string"))?;
+            let c = ErrorClass::from_name(s).ok_or_else(|| {
+                let names: Vec<&str> = ErrorClass::ALL.iter().map(|(_, n)| *n).collect();
+                self.err(
+                    &name_i,
+                    format!("unknown error {s:?}; expected one of {}", names.join(", ")),
+                )
+            })?;
+            out.push(c);
+        }
+        Ok(Some(out))
+    }
+}
+
+/// `a.b` / `a[0]` path joining.
+pub fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else if field.starts_with('[') {
+        format!("{path}{field}")
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Every route type the config accepts.
+pub const ROUTE_TYPES: &[&str] = &[
+    "PoolRoute",
+    "HashRoute",
+    "FailoverRoute",
+    "AllSyncRoute",
+    "AllAsyncRoute",
+    "AllInitialRoute",
+    "AllMajorityRoute",
+    "AllFastestRoute",
+    "MissFailoverRoute",
+    "LatestRoute",
+    "RandomRoute",
+    "OperationSelectorRoute",
+    "PrefixSelectorRoute",
+    "ShadowRoute",
+    "ModifyKeyRoute",
+    "ModifyExptimeRoute",
+    "RateLimitRoute",
+    "ErrorRoute",
+    "NullRoute",
+    "DestinationRoute",
+];
+
+/// Build a route of a known type.
+pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> {
+    match node.type_name.as_str() {
+        "PoolRoute" | "Pool" => pool::build(node, b),
+        "HashRoute" => hash::build(node, b),
+        "FailoverRoute" => failover::build(node, b),
+        "AllSyncRoute" => all_sync::build(node, b),
+        "AllAsyncRoute" => all_async::build(node, b),
+        "AllInitialRoute" => all_initial::build(node, b),
+        "AllMajorityRoute" => all_majority::build(node, b),
+        "AllFastestRoute" => all_fastest::build(node, b),
+        "MissFailoverRoute" => miss_failover::build(node, b),
+        "LatestRoute" => latest::build(node, b),
+        "RandomRoute" => random::build(node, b),
+        "OperationSelectorRoute" => operation_selector::build(node, b),
+        "PrefixSelectorRoute" => prefix_selector::build(node, b),
+        "ShadowRoute" => shadow::build(node, b),
+        "ModifyKeyRoute" => modify_key::build(node, b),
+        "ModifyExptimeRoute" => modify_exptime::build(node, b),
+        "RateLimitRoute" => rate_limit::build(node, b),
+        "ErrorRoute" => error::build(node, b),
+        "NullRoute" => null::build(node, b),
+        "DestinationRoute" => destination::build(node, b),
+        other => Err(ConfigError::at(
+            node.path.clone(),
+            format!("unknown route type {other:?}"),
+        )),
+    }
+}
+
+/// Send `req` to every route and collect the replies in order (all futures run together).
+pub async fn join_all(futs: Vec<RouteFuture>) -> Vec<Reply> {
+    futures_util::future::join_all(futs).await
+}
+
+/// The reply with the highest severity (first among equals).
+pub fn worst(replies: Vec<Reply>) -> Option<Reply> {
+    let mut best: Option<Reply> = None;
+    for r in replies {
+        match &best {
+            Some(b) if b.severity() >= r.severity() => {}
+            _ => best = Some(r),
+        }
+    }
+    best
+}

@@ -1,0 +1,109 @@
+//! `RootRoute` (internal): the top of every tree. With `routes` and `aliases` it picks
+//! the route by the key's `/region/cluster/` routing prefix (keys without one use the
+//! default route, the first alias) and strips the prefix before the key reaches a
+//! server, as mcrouter does.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::{ready, Ctx, Route, RouteFuture, RouteRef};
+use crate::destination::DestShared;
+use crate::hash::{key_without_route, routing_prefix};
+use crate::reply::{rewrite_value_key, ErrorClass, Reply};
+use crate::request::{Op, Req};
+
+#[derive(Debug)]
+pub struct RootRoute {
+    /// `(alias, route)`, config order; the first is the default.
+    routes: Vec<(String, RouteRef)>,
+}
+
+impl RootRoute {
+    pub fn new(routes: Vec<(String, RouteRef)>) -> Self {
+        RootRoute { routes }
+    }
+
+    pub fn default_route(&self) -> &RouteRef {
+        &self.routes[0].1
+    }
+
+    pub fn aliases(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().map(|(a, _)| a.as_str())
+    }
+
+    fn pick(&self, key: &[u8]) -> Option<&RouteRef> {
+        let prefix = routing_prefix(key);
+        if prefix.is_empty() {
+            return Some(self.default_route());
+        }
+        self.routes
+            .iter()
+            .find(|(a, _)| a.as_bytes() == prefix)
+            .map(|(_, r)| r)
+    }
+}
+
+impl Route for RootRoute {
+    fn name(&self) -> String {
+        "RootRoute".into()
+    }
+
+    fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
+        let prefix_len = routing_prefix(req.key()).len();
+        if prefix_len == 0 || req.op() == Op::FlushAll {
+            return self.default_route().route(req, ctx);
+        }
+        let Some(r) = self.pick(req.key()) else {
+            return ready(Reply::error_static(
+                ErrorClass::LocalError,
+                b"SERVER_ERROR mcrouter: no route for this routing prefix\r\n",
+            ));
+        };
+        if req.key_count() != 1 {
+            return r.route(req, ctx);
+        }
+        let original = req.key().to_vec();
+        let fut = r.route(req.with_key(key_without_route(&original)), ctx);
+        Box::pin(async move { rewrite_value_key(fut.await, &original) })
+    }
+
+    fn children(&self) -> Vec<RouteRef> {
+        self.routes.iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    fn children_for(&self, req: &Req) -> Vec<RouteRef> {
+        self.pick(req.key()).cloned().into_iter().collect()
+    }
+
+    fn plain_destination(&self, op: Op, key: &[u8]) -> Option<&Arc<DestShared>> {
+        if !routing_prefix(key).is_empty() {
+            return None;
+        }
+        self.default_route().plain_destination(op, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::testing::{run, Mock};
+
+    #[test]
+    fn selects_by_routing_prefix_and_strips_it() {
+        run(|ctx| async move {
+            let a = Mock::replying("VALUE k 0 1\r\nv\r\nEND\r\n");
+            let b = Mock::replying("END\r\n");
+            let r = RootRoute::new(vec![("/r/a/".into(), a.r()), ("/r/b/".into(), b.r())]);
+            // No prefix: the default (first) route.
+            r.route(Mock::req("get k\r\n"), &ctx).await;
+            // A prefix: that route, key sent without it, reply with the client's key.
+            let reply = r.route(Mock::req("get /r/a/k\r\n"), &ctx).await;
+            assert_eq!(&reply.bytes[..], b"VALUE /r/a/k 0 1\r\nv\r\nEND\r\n");
+            assert_eq!(a.seen()[1], b"get k\r\n");
+            r.route(Mock::req("delete /r/b/k\r\n"), &ctx).await;
+            assert_eq!(b.seen()[0], b"delete k\r\n");
+            let reply = r.route(Mock::req("get /r/zz/k\r\n"), &ctx).await;
+            assert!(reply.is_error());
+        });
+    }
+}

@@ -1,0 +1,102 @@
+//! Mock destinations for route handle tests: a leaf route that answers a fixed reply
+//! (optionally after a delay), counts and records the requests it gets.
+
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::{Ctx, Route, RouteFuture, RouteRef};
+use crate::destination::{DestOptions, WorkerDests};
+use crate::reply::{classify, Reply};
+use crate::request::Req;
+
+#[derive(Debug)]
+pub struct Mock {
+    reply: Mutex<Vec<u8>>,
+    delay_ms: u64,
+    count: AtomicUsize,
+    seen: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Mock {
+    pub fn replying(reply: &str) -> Arc<Mock> {
+        Self::delayed(reply, 0)
+    }
+
+    pub fn delayed(reply: &str, delay_ms: u64) -> Arc<Mock> {
+        Arc::new(Mock {
+            reply: Mutex::new(reply.as_bytes().to_vec()),
+            delay_ms,
+            count: AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn r(self: &Arc<Self>) -> RouteRef {
+        self.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// The raw requests received.
+    pub fn seen(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().clone()
+    }
+
+    pub fn req(s: &str) -> Req {
+        Req::from_wire(s.as_bytes()).expect("valid request")
+    }
+}
+
+impl Route for Mock {
+    fn name(&self) -> String {
+        "Mock".into()
+    }
+
+    fn route(&self, req: Req, _ctx: &Rc<Ctx>) -> RouteFuture {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.seen.lock().push(req.raw().to_vec());
+        let bytes = Bytes::from(self.reply.lock().clone());
+        let kind = protocol::parse_response(&bytes)
+            .ok()
+            .flatten()
+            .map(|(r, _)| classify(&r))
+            .unwrap_or(crate::reply::ReplyKind::Ok);
+        let kind = if bytes.starts_with(b"VALUE") {
+            crate::reply::ReplyKind::Hit
+        } else {
+            kind
+        };
+        let delay = self.delay_ms;
+        Box::pin(async move {
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            Reply { kind, bytes }
+        })
+    }
+}
+
+/// Run `f` on a current-thread runtime inside a `LocalSet`, with a worker context.
+pub fn run<F, Fut>(f: F)
+where
+    F: FnOnce(Rc<Ctx>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let ctx = Rc::new(Ctx {
+        dests: WorkerDests::new(DestOptions::default()),
+    });
+    local.block_on(&rt, f(ctx));
+}

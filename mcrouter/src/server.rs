@@ -1,0 +1,336 @@
+//! Start-up: options, listeners, worker threads, and config hot reload.
+//!
+//! [`Router::start`] binds the listeners, starts `num_proxies` worker threads and one
+//! acceptor thread per listener (which hands connections to the workers round-robin),
+//! and, with a config file, a watcher that reloads it on change: a new route tree is
+//! built and swapped in atomically ([`arc_swap`]); requests in flight finish on the old
+//! one; destinations are shared by address so unchanged servers keep their connections;
+//! an invalid new config keeps the old one (counted in `stats` and logged).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, ConfigError};
+use crate::destination::{DestOptions, Registry};
+use crate::stats::{unix_now, Stats};
+
+/// Router options (the command line).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Addresses to listen on (`--listen-address` x `-p`).
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads (`--num-proxies`).
+    pub num_proxies: usize,
+    pub dest: DestOptions,
+    /// Requests in flight per client connection before the router stops reading from it.
+    pub max_client_outstanding: usize,
+    pub config_file: Option<PathBuf>,
+}
+
+impl Options {
+    pub const DEFAULT_NUM_PROXIES: usize = 1;
+    pub const DEFAULT_MAX_CLIENT_OUTSTANDING: usize = 1024;
+
+    /// `name value` lines (admin `__mcrouter__.options`).
+    pub fn describe(&self) -> String {
+        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+        format!(
+            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nconfig_file {}",
+            listen.join(","),
+            self.num_proxies,
+            self.dest.server_timeout.as_millis(),
+            self.dest.tko_threshold,
+            self.max_client_outstanding,
+            self.dest.max_inflight,
+            self.dest.conns_per_server,
+            self.config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 11211))],
+            num_proxies: Self::DEFAULT_NUM_PROXIES,
+            dest: DestOptions::default(),
+            max_client_outstanding: Self::DEFAULT_MAX_CLIENT_OUTSTANDING,
+            config_file: None,
+        }
+    }
+}
+
+/// Errors starting the router.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start thread {name}: {source}")]
+    Thread {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("cannot watch config file {path}: {msg}")]
+    Watch { path: String, msg: String },
+}
+
+/// State shared by every worker.
+pub struct Shared {
+    pub config: ArcSwap<Config>,
+    pub registry: Registry,
+    pub stats: Stats,
+    pub opts: Options,
+    /// The text of the last config file that failed to load (not retried until it changes).
+    last_failed: parking_lot::Mutex<String>,
+}
+
+impl Shared {
+    /// The `stats` reply.
+    pub fn stats_reply(&self) -> Vec<u8> {
+        let cfg = self.config.load();
+        let servers = crate::route::all_destinations(&(cfg.root.clone() as crate::route::RouteRef));
+        let tko = servers.iter().filter(|d| d.health.is_tko()).count();
+        self.stats.render(&[
+            ("num_servers", servers.len().to_string()),
+            ("num_servers_tko", tko.to_string()),
+            ("num_proxies", self.opts.num_proxies.to_string()),
+            (
+                "config_age",
+                cfg.loaded_at
+                    .elapsed()
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+                    .to_string(),
+            ),
+        ])
+    }
+
+    /// Reload the config file; keeps the old config on error.
+    pub fn reload(&self) -> Result<bool, ConfigError> {
+        let Some(path) = &self.opts.config_file else {
+            return Ok(false);
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text == self.config.load().text || *self.last_failed.lock() == text {
+            return Ok(false);
+        }
+        match Config::load(path, &self.registry) {
+            Ok(c) => {
+                self.config.store(Arc::new(c));
+                Stats::inc(&self.stats.config_reloads);
+                self.stats
+                    .config_last_success
+                    .store(unix_now(), Ordering::Relaxed);
+                tracing::info!(file = %path.display(), "config reloaded");
+                Ok(true)
+            }
+            Err(e) => {
+                *self.last_failed.lock() = text;
+                Stats::inc(&self.stats.config_failures);
+                tracing::error!(error = %e, "config reload failed; keeping the old config");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A running router.
+pub struct Router {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Router {
+    /// Start with `config` (built by the caller, e.g. [`Config::load`]) and `opts`.
+    pub fn start(config: Config, opts: Options) -> Result<Router, StartError> {
+        Self::start_with_registry(config, opts, Registry::default())
+    }
+
+    /// Start from the config file in `opts.config_file`.
+    pub fn start_from_file(opts: Options) -> Result<Router, StartError> {
+        let registry = Registry::default();
+        let path = opts.config_file.clone().ok_or_else(|| {
+            ConfigError::at(String::new(), "no config file given (--config-file PATH)")
+        })?;
+        let config = Config::load(&path, &registry)?;
+        Self::start_with_registry(config, opts, registry)
+    }
+
+    pub fn start_with_registry(
+        config: Config,
+        opts: Options,
+        registry: Registry,
+    ) -> Result<Router, StartError> {
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for addr in &opts.listen {
+            let l = TcpListener::bind(addr).map_err(|source| StartError::Listen {
+                addr: *addr,
+                source,
+            })?;
+            addrs.push(l.local_addr().map_err(|source| StartError::Listen {
+                addr: *addr,
+                source,
+            })?);
+            listeners.push(l);
+        }
+        let shared = Arc::new(Shared {
+            config: ArcSwap::from_pointee(config),
+            registry,
+            stats: Stats::default(),
+            opts,
+            last_failed: parking_lot::Mutex::new(String::new()),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut senders = Vec::new();
+        for i in 0..shared.opts.num_proxies.max(1) {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let sh = shared.clone();
+            spawn(format!("mcrouter-proxy-{i}"), move || {
+                crate::proxy::run_worker(sh, rx)
+            })?;
+            senders.push(tx);
+        }
+        for (i, l) in listeners.into_iter().enumerate() {
+            let senders = senders.clone();
+            let stop = stop.clone();
+            spawn(format!("mcrouter-accept-{i}"), move || {
+                let mut next = 0usize;
+                for conn in l.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match conn {
+                        Ok(s) => {
+                            let _ = senders[next % senders.len()].send(s);
+                            next = next.wrapping_add(1);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
+            })?;
+        }
+        if let Some(path) = shared.opts.config_file.clone() {
+            watch(shared.clone(), path, stop.clone())?;
+        }
+        Ok(Router {
+            shared,
+            addrs,
+            stop,
+        })
+    }
+
+    /// The bound listen addresses (ports resolved when `-p 0`).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stop accepting, then wait (up to `timeout`) until no request is in flight.
+    /// Returns whether everything drained.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        self.stop();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.shared.stats.in_flight.load(Ordering::Relaxed) <= 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stop accepting new connections and watching the config.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for a in &self.addrs {
+            // Wake the blocking accept loop.
+            let _ = std::net::TcpStream::connect_timeout(a, Duration::from_millis(100));
+        }
+    }
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), StartError> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|source| StartError::Thread { name, source })
+}
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Watch `path` (file-system events, plus a once-a-second stat as a fallback) and reload.
+fn watch(shared: Arc<Shared>, path: PathBuf, stop: Arc<AtomicBool>) -> Result<(), StartError> {
+    use notify::Watcher;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watched = path.clone();
+    let file_name = path.file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            let ours = ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name);
+            if ours {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .map_err(|e| StartError::Watch {
+        path: watched.display().to_string(),
+        msg: e.to_string(),
+    })?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| StartError::Watch {
+            path: dir.display().to_string(),
+            msg: e.to_string(),
+        })?;
+    spawn("mcrouter-config-watch".into(), move || {
+        let _keep = watcher;
+        let mut stamp = file_stamp(&path);
+        while !stop.load(Ordering::Relaxed) {
+            let event = rx.recv_timeout(Duration::from_secs(1)).is_ok();
+            let now = file_stamp(&path);
+            if !event && now == stamp {
+                continue;
+            }
+            // Let a burst of writes settle (editors write, truncate, rename).
+            std::thread::sleep(Duration::from_millis(20));
+            while rx.try_recv().is_ok() {}
+            stamp = file_stamp(&path);
+            let _ = shared.reload();
+        }
+    })
+}
