@@ -85,8 +85,11 @@ struct Sock {
     rstart: usize,
     rend: usize,
     pending: VecDeque<Pending>,
-    /// Key indices of the outstanding requests, in order.
-    keys: VecDeque<u64>,
+    /// Key indices of the outstanding requests, in order, each with the version the reply
+    /// must carry in verify mode: the last one written on this connection *before* the
+    /// request was sent (the server answers a connection in order, so with pipelining a set
+    /// sent later must not be expected yet).
+    keys: VecDeque<(u64, u32)>,
     /// Slots held by herd fills waiting on the backing store.
     held: usize,
     /// io_uring: a send of `wbuf[wpos..]` is with the kernel.
@@ -590,7 +593,7 @@ impl<'a> Driver<'a> {
         let start = sock.wbuf.len();
         if is_set {
             let k = pick_key(g, self.cfg, sock.server, sock.conn);
-            sock.keys.push_back(k);
+            sock.keys.push_back((k, 0));
             g.keybuf.clear();
             write_key(&mut g.keybuf, &g.prefix, k);
             let len = w.value_size.sample(&mut g.rng) as usize;
@@ -621,7 +624,12 @@ impl<'a> Driver<'a> {
             g.keybuf.clear();
             for i in 0..n {
                 let k = pick_key(g, self.cfg, sock.server, sock.conn);
-                sock.keys.push_back(k);
+                let expect = if self.cfg.verify {
+                    expected_version(g, sock.conn, k)
+                } else {
+                    0
+                };
+                sock.keys.push_back((k, expect));
                 if i > 0 {
                     g.keybuf.push(b' ');
                 }
@@ -857,7 +865,7 @@ impl<'a> Driver<'a> {
                     done = false;
                     if cfg.verify {
                         let req = sock.keys.iter().take(nkeys).copied();
-                        verify_hit(gen, &mut stats.verify, sock.conn, key, data, req);
+                        verify_hit(gen, &mut stats.verify, key, data, req);
                     }
                 }
                 (Kind::Get, Response::LeaseValue { token, .. }) => {
@@ -875,23 +883,16 @@ impl<'a> Driver<'a> {
                                 gen.scratch.clear();
                                 match resp.meta_flag(b'k') {
                                     Some(rk) => gen.scratch.extend_from_slice(rk),
-                                    None => write_key(&mut gen.scratch, &gen.prefix, k),
+                                    None => write_key(&mut gen.scratch, &gen.prefix, k.0),
                                 }
                                 let rk = std::mem::take(&mut gen.scratch);
-                                verify_hit(
-                                    gen,
-                                    &mut stats.verify,
-                                    sock.conn,
-                                    &rk,
-                                    d,
-                                    std::iter::once(k),
-                                );
+                                verify_hit(gen, &mut stats.verify, &rk, d, std::iter::once(k));
                                 gen.scratch = rk;
                             }
                         }
                         (protocol::MetaCode::En, _) => {
-                            if let (true, Some(k)) = (cfg.verify, k) {
-                                if expected_version(gen, sock.conn, k) != 0 {
+                            if let (true, Some((_, expect))) = (cfg.verify, k) {
+                                if expect != 0 {
                                     stats.verify.unexpected_misses += 1;
                                 }
                             }
@@ -903,8 +904,8 @@ impl<'a> Driver<'a> {
                 }
                 (Kind::Get, Response::End) => {
                     if cfg.verify && p.hits == 0 && nkeys == 1 {
-                        if let Some(&k) = sock.keys.front() {
-                            if expected_version(gen, sock.conn, k) != 0 {
+                        if let Some(&(_, expect)) = sock.keys.front() {
+                            if expect != 0 {
                                 stats.verify.unexpected_misses += 1;
                             }
                         }
@@ -935,7 +936,7 @@ impl<'a> Driver<'a> {
                 continue;
             }
             let p = sock.pending.pop_front().expect("front exists");
-            let first_key = sock.keys.front().copied().unwrap_or(0);
+            let first_key = sock.keys.front().map_or(0, |&(k, _)| k);
             for _ in 0..p.nkeys {
                 sock.keys.pop_front();
             }
@@ -1035,7 +1036,7 @@ impl<'a> Driver<'a> {
                 }
                 Kind::Fill
             };
-            sock.keys.push_back(k);
+            sock.keys.push_back((k, 0));
             sock.pending.push_back(Pending {
                 t0: now,
                 kind,
@@ -1072,7 +1073,7 @@ impl<'a> Driver<'a> {
                         noreply: false,
                     }
                     .encode(&mut sock.wbuf);
-                    sock.keys.push_back(k);
+                    sock.keys.push_back((k, 0));
                     sock.pending.push_back(Pending {
                         t0: now,
                         kind: Kind::Delete,
@@ -1193,20 +1194,18 @@ fn pick_key(g: &mut Gen, cfg: &RunConfig, server: usize, conn: usize) -> u64 {
 fn verify_hit(
     g: &Gen,
     v: &mut crate::verify::VerifyStats,
-    conn: usize,
     rkey: &[u8],
     data: &[u8],
-    mut requested: impl Iterator<Item = u64>,
+    mut requested: impl Iterator<Item = (u64, u32)>,
 ) {
     let Some(idx) = parse_key(rkey, &g.prefix) else {
         v.wrong_key += 1;
         return;
     };
-    if !requested.any(|k| k == idx) {
+    let Some((_, expect)) = requested.find(|&(k, _)| k == idx) else {
         v.wrong_key += 1;
         return;
-    }
-    let expect = expected_version(g, conn, idx);
+    };
     if expect == 0 {
         // Not written by this run (e.g. left over from an earlier one): nothing to compare.
         v.unverifiable += 1;

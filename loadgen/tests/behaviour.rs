@@ -148,6 +148,28 @@ fn verify_passes_an_honest_server() {
     }
 }
 
+/// With pipelining, a get is sent while later sets of the same key may already be on the
+/// wire: the reply must be checked against the version written before the get was sent,
+/// not the latest one (a correct server must pass; this once reported false "stale" reads).
+#[test]
+fn verify_passes_an_honest_server_under_pipelining() {
+    for proto in [Proto::Text, Proto::Meta] {
+        let srv = FakeServer::start(Misbehave::default());
+        let mut cfg = verify_config(&srv, proto);
+        cfg.pipeline = 16;
+        cfg.workload.key_space = 20;
+        let r = run(&cfg).unwrap();
+        let v = r.stats.verify;
+        assert!(
+            v.checked > 1000,
+            "{proto:?}: only {} values checked",
+            v.checked
+        );
+        assert_eq!(v.failures(), 0, "{proto:?}: {v:?}");
+        assert_eq!(v.unexpected_misses, 0, "{proto:?}: {v:?}");
+    }
+}
+
 #[test]
 fn verify_catches_corrupt_and_wrong_key_replies() {
     for proto in [Proto::Text, Proto::Meta] {
