@@ -394,8 +394,10 @@ fn scan_search_and_plot() {
     let r = loadgen::scan::search(&cfg, &tight, 2, |_| {}).unwrap();
     assert_eq!(r.best_rate, 0.0, "{r:?}");
     assert_eq!(r.points.len(), 3);
+    // Five halvings go down to 1/32 of the closed-loop ceiling, a rate a loaded CI machine
+    // still delivers within 5% (two halvings sometimes did not).
     let loose: loadgen::scan::SearchSpec = "p99:500ms".parse().unwrap();
-    let r = loadgen::scan::search(&cfg, &loose, 2, |_| {}).unwrap();
+    let r = loadgen::scan::search(&cfg, &loose, 5, |_| {}).unwrap();
     assert!(r.best_rate > 0.0, "{r:?}");
 
     let dir = std::env::temp_dir().join(format!("loadgen-plot-{}", std::process::id()));

@@ -11,6 +11,14 @@ use anyhow::{bail, Context, Result};
 use e2e_tests::bins::bin_path;
 use e2e_tests::external::{find_program, skip, Memcached};
 
+/// The tests of this file drive load; a latency comparison must not share the two cores
+/// with a throughput run, so they take turns.
+static LOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    LOAD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("loadgen-e2e-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -36,6 +44,7 @@ fn memcached_or_skip(test: &str) -> Option<Memcached> {
 
 #[test]
 fn loadgen_reports_json_and_verifies_against_memcached() -> Result<()> {
+    let _turn = exclusive();
     let Some(mc) = memcached_or_skip("loadgen_reports_json_and_verifies_against_memcached") else {
         return Ok(());
     };
@@ -92,6 +101,7 @@ fn loadgen_reports_json_and_verifies_against_memcached() -> Result<()> {
 
 #[test]
 fn loadgen_compare_runs_end_to_end() -> Result<()> {
+    let _turn = exclusive();
     if find_program("memcached").is_none() {
         skip(
             "loadgen_compare_runs_end_to_end",
@@ -194,6 +204,7 @@ fn simple_get(s: &mut TcpStream, buf: &mut [u8], t0: Instant) -> Result<u64> {
 
 #[test]
 fn loadgen_p50_agrees_with_a_simple_client() -> Result<()> {
+    let _turn = exclusive();
     let Some(mc) = memcached_or_skip("loadgen_p50_agrees_with_a_simple_client") else {
         return Ok(());
     };
@@ -204,7 +215,7 @@ fn loadgen_p50_agrees_with_a_simple_client() -> Result<()> {
     // time, so both see the same machine: a shared CI box's noise moves both together.
     let mut reference = Vec::new();
     let mut loadgen_p50 = Vec::new();
-    for round in 0..3 {
+    for round in 0..5 {
         let json = dir.join(format!("r{round}.json"));
         let bin = bin_path("loadgen")?;
         let mut child = Command::new(&bin)
