@@ -25,6 +25,9 @@ pub const DEFAULT_MAX_CONNS: usize = 1024;
 pub const DEFAULT_BACKLOG: i32 = 1024;
 /// Default lease window in seconds (`-o lease_ttl=`), used by `lease-get`.
 pub const DEFAULT_LEASE_TTL: u32 = 10;
+/// Default seconds a deleted value is kept as stale for `lease-get` hot misses
+/// (`-o lease_stale_ttl=`, 0 = off).
+pub const DEFAULT_LEASE_STALE_TTL: u32 = 10;
 
 /// A bad flag or option value.
 #[derive(Debug, Error, PartialEq)]
@@ -93,6 +96,8 @@ pub struct Settings {
     pub warm_max_factor: f64,
     pub track_sizes: bool,
     pub lease_ttl: u32,
+    /// Seconds a deleted value stays available to `lease-get` as stale (0 = off).
+    pub lease_stale_ttl: u32,
     /// Prometheus exporter address (`--metrics-listen`), off by default.
     pub metrics_listen: Option<String>,
 }
@@ -132,6 +137,7 @@ impl Default for Settings {
             warm_max_factor: 2.0,
             track_sizes: false,
             lease_ttl: DEFAULT_LEASE_TTL,
+            lease_stale_ttl: DEFAULT_LEASE_STALE_TTL,
             metrics_listen: None,
         }
     }
@@ -378,6 +384,9 @@ impl Settings {
             }
             "track_sizes" => self.track_sizes = true,
             "lease_ttl" => self.lease_ttl = num("lease_ttl", need("lease_ttl")?, "seconds")?,
+            "lease_stale_ttl" => {
+                self.lease_stale_ttl = num("lease_stale_ttl", need("lease_stale_ttl")?, "seconds")?
+            }
             // Accepted for compatibility: modern is the default behaviour of 1.6, and the
             // privilege options concern memcached's seccomp sandbox.
             "modern"

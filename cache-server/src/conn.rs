@@ -10,14 +10,19 @@ use std::io::{self, Read as _, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use protocol::{parse_request, ErrorKind};
 
 use crate::exec::{execute, Outcome};
+use crate::metrics::LatencyRecorder;
 use crate::server::Shared;
 use crate::stats::ThreadStats;
+
+/// With metrics on: the worker's latency recorder and when its event loop woke up.
+pub type Timing<'a> = Option<(&'a LatencyRecorder, Instant)>;
 
 /// Bytes read per `read` call (grows for large values).
 const READ_CHUNK: usize = 16 * 1024;
@@ -105,10 +110,13 @@ impl Conn {
 
     /// Make progress on everything the socket allows: read, execute, write. Edge-triggered:
     /// returns only when reading or writing would block (or the connection is done).
-    pub fn drive(&mut self, sh: &Shared, ts: &ThreadStats) -> Drive {
+    ///
+    /// `timing` (with metrics on): this worker's latency recorder and when its event loop
+    /// woke up for the readiness being handled.
+    pub fn drive(&mut self, sh: &Shared, ts: &ThreadStats, timing: Timing<'_>) -> Drive {
         loop {
             // 1. Execute what is buffered (bounded by the output high-water mark).
-            self.process(sh, ts);
+            self.process(sh, ts, timing);
             // 2. Write.
             match self.flush(ts) {
                 Ok(()) => {}
@@ -131,7 +139,7 @@ impl Conn {
                     // The socket had less than we offered: it is empty now, and with
                     // edge-triggered epoll any later arrival raises a new event. Execute
                     // and flush without a read that would only say EAGAIN.
-                    self.process(sh, ts);
+                    self.process(sh, ts, timing);
                     if self.flush(ts).is_err() {
                         return Drive::Close;
                     }
@@ -155,7 +163,7 @@ impl Conn {
                 Ok(Read::WouldBlock) => return Drive::Keep,
                 Err(_) => {
                     // EOF or error: answer complete requests already received, then close.
-                    self.process(sh, ts);
+                    self.process(sh, ts, timing);
                     let _ = self.flush(ts);
                     return Drive::Close;
                 }
@@ -199,8 +207,11 @@ impl Conn {
         }
     }
 
-    /// Parse and execute every complete request in the input buffer.
-    fn process(&mut self, sh: &Shared, ts: &ThreadStats) {
+    /// Parse and execute every complete request in the input buffer. With metrics on, each
+    /// request of the batch is counted with the time from the event loop's wake-up to the
+    /// end of the batch (its replies leave together): one clock read per batch.
+    fn process(&mut self, sh: &Shared, ts: &ThreadStats, timing: Timing<'_>) {
+        let mut requests = 0u64;
         let mut executed = false;
         while !self.closing && self.pending_output() < OUTPUT_HIGH_WATER {
             if self.swallow > 0 {
@@ -218,6 +229,7 @@ impl Conn {
             match parse_request(buf, &sh.limits) {
                 Ok(Some((req, n))) => {
                     executed = true;
+                    requests += 1;
                     if execute(&req, sh, ts, &mut self.wbuf) == Outcome::Close {
                         self.closing = true;
                     }
@@ -239,6 +251,11 @@ impl Conn {
                         self.closing = true;
                     }
                 }
+            }
+        }
+        if let Some((lat, woke)) = timing {
+            if requests > 0 {
+                lat.record(woke.elapsed(), requests);
             }
         }
         if executed {

@@ -16,8 +16,8 @@ use protocol::{
 use crate::server::Shared;
 use crate::stats::ThreadStats;
 use crate::storage::{
-    ArithOutcome, ArithRequest, DeleteOptions, DeleteOutcome, GetOptions, ItemView,
-    ReassignOutcome, StoreMode, StoreRequest, StoreStatus,
+    ArithOutcome, ArithRequest, DeleteOptions, DeleteOutcome, GetOptions, ItemView, LeaseView,
+    ReassignOutcome, StoreMode, StoreRequest, StoreStatus, HOT_MISS_TOKEN,
 };
 
 /// What the connection does after a request.
@@ -179,7 +179,11 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             }
         }
         Request::Delete { key, noreply } => {
-            let r = engine.delete(key, &DeleteOptions::default());
+            let opts = DeleteOptions {
+                keep_stale: sh.settings.lease_stale_ttl,
+                ..DeleteOptions::default()
+            };
+            let r = engine.delete(key, &opts);
             let reply: &[u8] = match r {
                 DeleteOutcome::Deleted => {
                     ThreadStats::incr(&ts.delete_hits);
@@ -374,12 +378,79 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
         Request::MetaSet { key, flags, data } => meta_set(sh, ts, key, &flags, data, out),
         Request::MetaDelete { key, flags } => meta_delete(sh, ts, key, &flags, out),
         Request::MetaArithmetic { key, flags } => meta_arith(sh, ts, key, &flags, out),
-        Request::LeaseGet { .. } | Request::LeaseSet { .. } => {
-            // Leases arrive with the leases issue; until then behave as memcached does.
-            line(out, b"ERROR\r\n");
+        Request::LeaseGet { key } => lease_get(sh, ts, key, out),
+        Request::LeaseSet {
+            key,
+            token,
+            flags,
+            exptime,
+            data,
+            noreply,
+        } => {
+            ThreadStats::incr(&ts.cmd_set);
+            let req = StoreRequest::new(StoreMode::Set, key, data, flags, exptime);
+            let reply: &[u8] = match engine.lease_set(token, &req).map(|r| r.status) {
+                Some(StoreStatus::Stored) => b"STORED\r\n",
+                None | Some(StoreStatus::NotStored) => b"NOT_STORED\r\n",
+                Some(StoreStatus::Exists) => b"EXISTS\r\n",
+                Some(StoreStatus::NotFound) => b"NOT_FOUND\r\n",
+                Some(StoreStatus::TooLarge) => {
+                    ThreadStats::incr(&ts.store_too_large);
+                    TOO_LARGE
+                }
+                Some(StoreStatus::OutOfMemory) => {
+                    ThreadStats::incr(&ts.store_no_memory);
+                    NO_MEMORY
+                }
+            };
+            if !noreply {
+                line(out, reply);
+            }
         }
     }
     Outcome::Continue
+}
+
+/// `lease-get <key>` (mcrouter's leases, see `storage::lease`): a hit answers as `get`;
+/// a miss answers `LVALUE <key> <token> <flags> <bytes>\r\n<data>\r\nEND\r\n`, where the
+/// token is fresh (> 1, this client may fill with `lease-set`) for the first miss of the
+/// window and 1 (hot miss: back off and retry) for the others, and the data is the stale
+/// copy a `delete` kept (empty, flags 0, when there is none).
+fn lease_get(sh: &Shared, ts: &ThreadStats, key: &[u8], out: &mut Vec<u8>) {
+    ThreadStats::incr(&ts.cmd_get);
+    sh.engine
+        .lease_get(key, sh.settings.lease_ttl, |view| match view {
+            LeaseView::Hit(it) => {
+                ThreadStats::incr(&ts.get_hits);
+                encode_value_header(out, key, it.flags(), it.value_len(), None);
+                write_value(out, it);
+                out.extend_from_slice(CRLF);
+            }
+            LeaseView::Miss(m) => {
+                ThreadStats::incr(&ts.get_misses);
+                if m.token == HOT_MISS_TOKEN {
+                    ThreadStats::incr(&ts.lease_hot_misses);
+                } else {
+                    ThreadStats::incr(&ts.lease_tokens);
+                }
+                if m.stale.is_some() {
+                    ThreadStats::incr(&ts.lease_stale_answers);
+                }
+                let (flags, data) = m.stale.unwrap_or((0, &[]));
+                out.extend_from_slice(b"LVALUE ");
+                out.extend_from_slice(key);
+                out.push(b' ');
+                push_num(out, m.token);
+                out.push(b' ');
+                push_num(out, flags);
+                out.push(b' ');
+                push_num(out, data.len() as u64);
+                out.extend_from_slice(CRLF);
+                out.extend_from_slice(data);
+                out.extend_from_slice(CRLF);
+            }
+        });
+    line(out, b"END\r\n");
 }
 
 /// What `me` reports as an item's size on top of key and value (our header is smaller than
@@ -646,6 +717,7 @@ fn meta_delete(
                 cas: flags.compare_cas.unwrap_or(0),
                 invalidate: flags.has(b'I'),
                 new_exptime: flags.ttl,
+                keep_stale: sh.settings.lease_stale_ttl,
             },
         )
     };

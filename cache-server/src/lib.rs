@@ -20,6 +20,7 @@
 pub mod config;
 mod conn;
 mod exec;
+pub mod metrics;
 pub mod server;
 pub mod stats;
 mod stats_reply;

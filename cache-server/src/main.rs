@@ -1,5 +1,6 @@
-//! `cache-server`: parse memcached's flags, start the server, print `listening on ADDR`,
-//! stop cleanly on SIGTERM/SIGINT.
+//! `cache-server`: parse memcached's flags, start the server, print `listening on ADDR`
+//! (then `metrics on http://ADDR/metrics` with `--metrics-listen`), stop cleanly on
+//! SIGTERM/SIGINT.
 
 use std::io::Write;
 
@@ -45,6 +46,9 @@ fn main() {
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", handle.local_addr());
+        if let Some(m) = handle.metrics_addr() {
+            let _ = writeln!(out, "metrics on http://{m}/metrics");
+        }
         let _ = out.flush();
     }
     if let Some(p) = &pidfile {

@@ -29,7 +29,8 @@ use parking_lot::{Condvar, Mutex};
 use protocol::Limits;
 
 use crate::config::Settings;
-use crate::conn::{Conn, Drive};
+use crate::conn::{Conn, Drive, Timing};
+use crate::metrics::{Labels, LatencyRecorder, LatencyRegistry};
 use crate::stats::{StatsRegistry, ThreadStats};
 use crate::storage::{Engine, SystemClock};
 
@@ -88,7 +89,7 @@ impl Shutdown {
     }
 
     /// Sleep up to `d`, returning early on shutdown.
-    fn sleep(&self, d: Duration) {
+    pub(crate) fn sleep(&self, d: Duration) {
         let mut g = self.cv_lock.lock();
         if !self.is_set() {
             self.cv.wait_for(&mut g, d);
@@ -110,6 +111,12 @@ pub struct Shared {
     pub track_sizes: AtomicBool,
     pub conn_registry: Mutex<BTreeMap<u64, ConnInfo>>,
     pub listen_addr: SocketAddr,
+    /// Per-worker request latency, for the metrics collector.
+    pub latency: LatencyRegistry,
+    /// Workers time their batches only once metrics are exported.
+    pub metrics_on: AtomicBool,
+    /// The bound `--metrics-listen` address.
+    pub metrics_addr: Option<SocketAddr>,
     next_conn_id: AtomicU64,
 }
 
@@ -156,6 +163,18 @@ impl ServerHandle {
         move || sh.shutdown.trigger()
     }
 
+    /// The bound metrics address (`--metrics-listen`), if metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.shared.metrics_addr
+    }
+
+    /// Export this server's metrics into the process-wide recorder, each series with
+    /// `labels`, without a listener of its own: for an embedding process that serves
+    /// them (the router's local tier labels each in-process server). Idempotent.
+    pub fn export_metrics(&self, labels: Labels) -> io::Result<()> {
+        start_metrics(&self.shared, labels)
+    }
+
     /// The shared state (engine and counters), for tests and embedding.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -180,6 +199,7 @@ const WAKER: Token = Token(1);
 
 impl Server {
     /// Bind, spawn the threads and return. The address is known when this returns.
+    /// With `settings.metrics_listen`, also serves Prometheus metrics there.
     pub fn start(settings: Settings) -> io::Result<ServerHandle> {
         settings
             .validate()
@@ -206,6 +226,10 @@ impl Server {
             )
         })?;
         let listen_addr = std_listener.local_addr()?;
+        let metrics_addr = match &settings.metrics_listen {
+            Some(a) => Some(crate::metrics::serve(a)?),
+            None => None,
+        };
         let clock = Arc::new(SystemClock::new());
         let engine = Engine::new(settings.engine_config(), clock)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -227,6 +251,9 @@ impl Server {
             track_sizes: AtomicBool::new(settings.track_sizes),
             conn_registry: Mutex::new(BTreeMap::new()),
             listen_addr,
+            latency: LatencyRegistry::default(),
+            metrics_on: AtomicBool::new(false),
+            metrics_addr,
             next_conn_id: AtomicU64::new(1),
             settings,
         });
@@ -240,10 +267,11 @@ impl Server {
             let (tx, rx) = mpsc::channel::<TcpStream>();
             let sh = shared.clone();
             let stats = shared.stats.register();
+            let lat = shared.latency.register();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || worker_loop(poll, rx, sh, stats))?,
+                    .spawn(move || worker_loop(poll, rx, sh, stats, lat))?,
             );
             workers.push((tx, waker));
         }
@@ -265,6 +293,9 @@ impl Server {
                 .name("maintenance".into())
                 .spawn(move || maintenance_loop(sh))?,
         );
+        if shared.metrics_addr.is_some() {
+            start_metrics(&shared, Labels::new())?;
+        }
         if shared.settings.udp_port != 0 {
             let udp_addr = SocketAddr::new(listen_addr.ip(), shared.settings.udp_port);
             let sock = std::net::UdpSocket::bind(udp_addr).map_err(|e| {
@@ -284,6 +315,14 @@ impl Server {
         }
         Ok(ServerHandle { shared, threads })
     }
+}
+
+/// Turn on batch timing and start the collector (once).
+fn start_metrics(sh: &Arc<Shared>, labels: Labels) -> io::Result<()> {
+    if sh.metrics_on.swap(true, Ordering::Relaxed) {
+        return Ok(());
+    }
+    crate::metrics::spawn_collector(sh.clone(), labels)
 }
 
 fn bind(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
@@ -359,7 +398,9 @@ fn worker_loop(
     rx: mpsc::Receiver<TcpStream>,
     sh: Arc<Shared>,
     ts: Arc<ThreadStats>,
+    lat: Arc<LatencyRecorder>,
 ) {
+    let lat = &*lat;
     let mut events = Events::with_capacity(256);
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
@@ -378,6 +419,11 @@ fn worker_loop(
                 break;
             }
         }
+        // One clock read per wake-up: request latency counts from here (see conn.rs).
+        let timing: Timing<'_> = sh
+            .metrics_on
+            .load(Ordering::Relaxed)
+            .then(|| (lat, Instant::now()));
         for ev in events.iter() {
             if ev.token() == WAKER {
                 while let Ok(stream) = rx.try_recv() {
@@ -388,7 +434,7 @@ fn worker_loop(
                     match Conn::new(stream, Token(idx + 2), poll.registry(), &sh) {
                         Ok(mut c) => {
                             // Data may already be waiting (edge-triggered registration).
-                            let keep = c.drive(&sh, &ts) == Drive::Keep;
+                            let keep = c.drive(&sh, &ts, timing) == Drive::Keep;
                             if keep {
                                 conns[idx] = Some(c);
                             } else {
@@ -409,7 +455,7 @@ fn worker_loop(
             let Some(c) = conns.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
-            if c.drive(&sh, &ts) == Drive::Close {
+            if c.drive(&sh, &ts, timing) == Drive::Close {
                 let c = conns[idx].take().expect("present");
                 c.close(poll.registry(), &sh);
                 free.push(idx);
@@ -434,7 +480,7 @@ fn worker_loop(
             }
             for (idx, slot) in conns.iter_mut().enumerate() {
                 let done = match slot.as_mut() {
-                    Some(c) => c.drive(&sh, &ts) == Drive::Close || !c.has_pending_output(),
+                    Some(c) => c.drive(&sh, &ts, timing) == Drive::Close || !c.has_pending_output(),
                     None => false,
                 };
                 if done || (slot.is_some() && Instant::now() >= deadline) {

@@ -250,6 +250,7 @@ fn settings(sh: &Shared, out: &mut Vec<u8>) {
     );
     stat(out, "inline_ascii_response", "no");
     stat(out, "lease_ttl", s.lease_ttl);
+    stat(out, "lease_stale_ttl", s.lease_stale_ttl);
     out.extend_from_slice(b"END\r\n");
 }
 

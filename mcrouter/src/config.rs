@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 
 use crate::destination::{DestShared, Registry};
 use crate::hash::{DEFAULT_HASH_FUNC, HASH_FUNC_NAMES};
-use crate::route::destination::DestinationRoute;
+use crate::route::destination::{DestinationRoute, LeafOptions};
 use crate::route::root::RootRoute;
 use crate::route::{build_typed, join, Node, RouteRef, ROUTE_TYPES};
 
@@ -267,9 +267,10 @@ impl<'r> Builder<'r> {
             arg: None,
         };
         let hash = HashSpec::from_node(&node, None)?;
+        let leaf = LeafOptions::from_object(Some(obj), path)?;
         let routes = servers
             .iter()
-            .map(|d| Arc::new(DestinationRoute::new(d.clone())) as RouteRef)
+            .map(|d| Arc::new(DestinationRoute::with_options(d.clone(), leaf)) as RouteRef)
             .collect();
         let pool = Arc::new(Pool {
             name: name.to_string(),

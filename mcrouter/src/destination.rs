@@ -187,6 +187,8 @@ struct Pending {
     until_end: bool,
     /// Sequence number on this connection: the timeout check watches the oldest one.
     seq: u64,
+    /// When it was queued (only with metrics on).
+    sent: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -203,6 +205,7 @@ struct Conn {
     opts: DestOptions,
     st: RefCell<ConnState>,
     notify: Notify,
+    metrics: crate::metrics::DestMetrics,
 }
 
 /// Progress through a multi-part reply (a get's `VALUE`s before `END`).
@@ -233,7 +236,13 @@ impl Conn {
         st.out.extend_from_slice(raw);
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.pending.push_back(Pending { tx, until_end, seq });
+        let sent = self.metrics.start();
+        st.pending.push_back(Pending {
+            tx,
+            until_end,
+            seq,
+            sent,
+        });
         if !st.running {
             st.running = true;
             drop(st);
@@ -312,6 +321,9 @@ impl Conn {
             tracing::debug!(server = %addr, %msg, "connection closed");
             let had_pending = self.has_work();
             self.fail_all(class, &format!("mcrouter: {msg} ({addr})"));
+            if class == ErrorClass::Timeout {
+                self.metrics.timed_out();
+            }
             if had_pending || class == ErrorClass::Timeout {
                 self.failed(false);
             }
@@ -409,6 +421,7 @@ impl Conn {
             let p = self.st.borrow_mut().pending.pop_front();
             self.shared.health.success();
             if let Some(p) = p {
+                self.metrics.replied(p.sent);
                 let _ = p.tx.send(Reply { kind, bytes });
             }
         }
@@ -481,6 +494,7 @@ impl WorkerDests {
                             opts: self.opts,
                             st: RefCell::new(ConnState::default()),
                             notify: Notify::new(),
+                            metrics: crate::metrics::DestMetrics::new(&d.addr),
                         })
                     })
                     .collect(),

@@ -25,10 +25,14 @@
 //! - [`admin`]: `get __mcrouter__.*`; [`stats`]: the router's own `stats`.
 
 pub mod admin;
+pub mod asynclog;
+pub mod coalesce;
 pub mod config;
 pub mod destination;
 pub mod hash;
+pub mod lease;
 pub mod local;
+pub mod metrics;
 pub mod proxy;
 pub mod reply;
 pub mod request;

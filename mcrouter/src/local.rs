@@ -5,6 +5,10 @@
 //! ```text
 //! cargo run --release -p mcrouter          # router on 127.0.0.1:11211, 3 cache servers behind it
 //! ```
+//!
+//! It serves Prometheus metrics for the router and its cache servers (labelled
+//! `server="ADDR"`) on 127.0.0.1:9191 (`--metrics-listen` to move it, `--no-metrics` to
+//! turn it off); `dashboards/prometheus.yml` scrapes that.
 
 use std::net::SocketAddr;
 
@@ -42,6 +46,16 @@ impl LocalTier {
             self.servers.len(),
             servers.join(", "),
         )
+    }
+
+    /// Export the cache servers' metrics through this process's metrics endpoint, each
+    /// series labelled `server="ADDR"`.
+    pub fn export_metrics(&self) -> std::io::Result<()> {
+        for s in &self.servers {
+            let label = metrics::Label::new("server", s.local_addr().to_string());
+            s.export_metrics(vec![label])?;
+        }
+        Ok(())
     }
 
     /// Stop the cache servers and wait for them.

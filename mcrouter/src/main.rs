@@ -47,10 +47,20 @@ struct Args {
     /// Connections per server per worker.
     #[arg(long = "connections-per-server", default_value_t = DestOptions::DEFAULT_CONNS_PER_SERVER)]
     connections_per_server: usize,
+    /// Serve Prometheus metrics on this address (port 0 picks one). The local tier
+    /// (no config file) serves them on 127.0.0.1:9191 unless told otherwise.
+    #[arg(long = "metrics-listen")]
+    metrics_listen: Option<String>,
+    /// Turn off the local tier's default metrics listener.
+    #[arg(long = "no-metrics")]
+    no_metrics: bool,
     /// More logging (-v info, -vv debug).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
 }
+
+/// Where the local tier serves metrics by default (the shipped scrape config's target).
+const LOCAL_TIER_METRICS: &str = "127.0.0.1:9191";
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -106,6 +116,43 @@ fn main() -> Result<()> {
             (router, Some(tier))
         }
     };
+    let metrics_listen = match (&args.metrics_listen, &local, args.no_metrics) {
+        (_, _, true) => None,
+        (Some(a), _, false) => Some(a.clone()),
+        (None, Some(_), false) => Some(LOCAL_TIER_METRICS.to_string()),
+        (None, None, false) => None,
+    };
+    let metrics_addr = match &metrics_listen {
+        Some(a) => {
+            let bound = match router.serve_metrics(a) {
+                // The local tier's default port is a convenience: if it is taken (another
+                // local tier), pick a free one rather than fail; the URL is printed.
+                Err(e) if args.metrics_listen.is_none() => {
+                    tracing::warn!(error = %e, "metrics on {a} unavailable, picking a free port");
+                    router.serve_metrics("127.0.0.1:0")
+                }
+                r => r,
+            }
+            .with_context(|| format!("--metrics-listen {a}"))?;
+            if let Some(tier) = &local {
+                tier.export_metrics().context("local tier metrics")?;
+            }
+            Some(bound)
+        }
+        None => None,
+    };
+    // Install the signal handlers before announcing the address, so a SIGTERM sent as soon
+    // as a script has read `listening on` is always a clean drain.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = {
+        let _guard = rt.enter();
+        (
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+        )
+    };
     let mut out = std::io::stdout().lock();
     for a in router.local_addrs() {
         writeln!(out, "listening on {a}")?;
@@ -113,20 +160,20 @@ fn main() -> Result<()> {
     if let Some(tier) = &local {
         writeln!(out, "{}", tier.banner(router.local_addrs()))?;
     }
+    // After `listening on` (and the local tier's banner, which scripts read as the
+    // second line).
+    if let Some(m) = metrics_addr {
+        writeln!(out, "metrics on http://{m}/metrics")?;
+    }
     out.flush()?;
     drop(out);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        Ok::<(), std::io::Error>(())
-    })?;
+    });
     // Drain: stop accepting, let requests in flight finish, then exit 0.
     if !router.drain(Duration::from_secs(5)) {
         tracing::warn!("exiting with requests still in flight after 5 s");

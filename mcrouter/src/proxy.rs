@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use crate::admin;
 use crate::destination::WorkerDests;
 use crate::reply::{quiet_suppressed, ErrorClass, Reply, ReplyKind};
-use crate::request::{Classified, LocalCmd, Req};
+use crate::request::{Classified, LocalCmd, Op, Req};
 use crate::route::{all_destinations, join_all, ready, worst, Ctx, Route, RouteFuture, RouteRef};
 use crate::server::Shared;
 use crate::stats::Stats;
@@ -48,6 +48,7 @@ pub fn run_worker(
     let local = tokio::task::LocalSet::new();
     let ctx = Rc::new(Ctx {
         dests: WorkerDests::new(shared.opts.dest),
+        coalesce: Default::default(),
     });
     local.block_on(&rt, async move {
         while let Some(std_stream) = rx.recv().await {
@@ -268,6 +269,8 @@ fn dispatch(
             let root: RouteRef = shared.config.load().root.clone();
             return Item::Later(multi_get(req, &root, ctx, shared));
         }
+    } else if op == Op::LeaseGet {
+        Stats::inc(&stats.cmd_get);
     } else if op.is_update() {
         Stats::inc(&stats.cmd_set);
     } else if op.is_delete() {

@@ -246,6 +246,14 @@ impl Router {
         &self.shared
     }
 
+    /// Serve Prometheus metrics on `addr` (`--metrics-listen`; port 0 picks one) and
+    /// start copying the router's counters into them. Returns the bound address.
+    pub fn serve_metrics(&self, addr: &str) -> std::io::Result<SocketAddr> {
+        let bound = crate::metrics::serve(addr)?;
+        crate::metrics::spawn_collector(self.shared.clone(), self.stop.clone())?;
+        Ok(bound)
+    }
+
     /// Stop accepting, then wait (up to `timeout`) until no request is in flight.
     /// Returns whether everything drained.
     pub fn drain(&self, timeout: Duration) -> bool {

@@ -103,6 +103,10 @@ impl Stats {
             ("config_reloads", g(&self.config_reloads)),
             ("config_failures", g(&self.config_failures)),
             ("config_last_success", g(&self.config_last_success)),
+            (
+                "coalesced_requests",
+                crate::coalesce::coalesced().to_string(),
+            ),
         ];
         lines.extend(extra.iter().cloned());
         let mut out = Vec::new();

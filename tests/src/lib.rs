@@ -2,4 +2,5 @@
 
 pub mod bins;
 pub mod external;
+pub mod observability_support;
 pub mod router_support;

@@ -81,6 +81,7 @@
 mod clock;
 mod hashtable;
 mod item;
+mod lease;
 mod shard;
 mod slab;
 mod stats;
@@ -94,7 +95,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use clock::{Clock, ManualClock, SystemClock, CLOCK_START_OFFSET};
+pub use lease::{LeaseMiss, HOT_MISS_TOKEN, MAX_ENTRIES as LEASE_MAX_ENTRIES, MAX_STALE_VALUE};
 pub use stats::{ClassStats, EngineStats, SizeBucket};
+
+use lease::LeaseTable;
 
 use shard::Shard;
 
@@ -524,6 +528,10 @@ pub struct DeleteOptions {
     pub invalidate: bool,
     /// `md T`: with `invalidate`, also set this protocol exptime.
     pub new_exptime: Option<i64>,
+    /// Keep the deleted value this many seconds as a stale copy for
+    /// `lease-get` hot misses (0 = do not keep; see the lease table docs).
+    /// The copy is invisible to every other command.
+    pub keep_stale: u32,
 }
 
 /// Result of a delete.
@@ -714,6 +722,15 @@ pub fn realtime(exptime: i64, now: u32, process_started: i64) -> u32 {
 pub struct Engine {
     ctx: Ctx,
     automove: Mutex<stats::AutomoveState>,
+    leases: LeaseTable,
+}
+
+/// What [`Engine::lease_get`] found.
+pub enum LeaseView<'v, 'a> {
+    /// The item exists: answer it as `get` does.
+    Hit(&'v ItemView<'a>),
+    /// A miss: `LVALUE` with this token and stale copy.
+    Miss(LeaseMiss<'v>),
 }
 
 impl Engine {
@@ -747,7 +764,9 @@ impl Engine {
             .collect::<Vec<_>>()
             .into_boxed_slice();
         let automove = AtomicU8::new(cfg.slab_automove);
+        let leases = LeaseTable::new(cfg.memory_limit);
         Ok(Engine {
+            leases,
             ctx: Ctx {
                 cfg,
                 clock,
@@ -813,9 +832,55 @@ impl Engine {
     }
 
     /// set/add/replace/append/prepend/cas and `ms`.
+    ///
+    /// Like every write, it voids the key's outstanding lease token.
     pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
+        let mut lease = self.leases.lock(req.key);
         let (h, mut s) = self.shard_for(req.key);
-        s.store(&self.ctx, h, req)
+        let r = s.store(&self.ctx, h, req);
+        lease.invalidate(req.key);
+        r
+    }
+
+    /// mcrouter's `lease-get`: a hit calls `f` with [`LeaseView::Hit`]; a
+    /// miss hands out the key's token for this window of `lease_ttl` seconds
+    /// (the first miss gets a fresh token > 1, the others [`HOT_MISS_TOKEN`]),
+    /// with the stale copy a delete kept, if any.
+    pub fn lease_get<R>(
+        &self,
+        key: &[u8],
+        lease_ttl: u32,
+        f: impl FnOnce(LeaseView<'_, '_>) -> R,
+    ) -> R {
+        let mut lease = self.leases.lock(key);
+        {
+            let (h, mut s) = self.shard_for(key);
+            if let Some(view) = s.fetch(&self.ctx, h, key, &GetOptions::get()) {
+                return f(LeaseView::Hit(&view));
+            }
+        }
+        let now = self.ctx.clock.now();
+        f(LeaseView::Miss(lease.miss(key, now, lease_ttl)))
+    }
+
+    /// mcrouter's `lease-set`: stores (as `set`) only while `token` is the
+    /// key's live lease token; `None` (`NOT_STORED`) otherwise.
+    pub fn lease_set(&self, token: u64, req: &StoreRequest<'_>) -> Option<StoreOutcome> {
+        let mut lease = self.leases.lock(req.key);
+        if !lease.token_valid(req.key, token, self.ctx.clock.now()) {
+            return None;
+        }
+        let (h, mut s) = self.shard_for(req.key);
+        let r = s.store(&self.ctx, h, req);
+        if r.status == StoreStatus::Stored {
+            lease.invalidate(req.key);
+        }
+        Some(r)
+    }
+
+    /// Lease table entries and stale bytes held (outside the `-m` budget).
+    pub fn lease_usage(&self) -> (usize, usize) {
+        self.leases.usage()
     }
 
     /// Fetches an item (get/gets/gat/gats/mg). On a hit (or a vivified miss)
@@ -840,9 +905,37 @@ impl Engine {
     }
 
     /// `delete` and `md`.
+    ///
+    /// Voids the key's lease token; with `opts.keep_stale` the removed value
+    /// is kept in the lease table for `lease-get` hot misses.
     pub fn delete(&self, key: &[u8], opts: &DeleteOptions) -> DeleteOutcome {
+        let mut lease = self.leases.lock(key);
         let (h, mut s) = self.shard_for(key);
-        s.delete(&self.ctx, h, key, opts)
+        let mut copy = None;
+        if opts.keep_stale > 0 && !opts.invalidate {
+            let peek = GetOptions {
+                no_bump: true,
+                ..GetOptions::default()
+            };
+            if let Some(view) = s.fetch(&self.ctx, h, key, &peek) {
+                if view.value_len() <= MAX_STALE_VALUE && (opts.cas == 0 || opts.cas == view.cas())
+                {
+                    let mut v = Vec::with_capacity(view.value_len());
+                    view.copy_value_into(&mut v);
+                    copy = Some((view.flags(), v));
+                }
+            }
+        }
+        let r = s.delete(&self.ctx, h, key, opts);
+        drop(s);
+        match (r, copy) {
+            (DeleteOutcome::Deleted, Some((flags, v))) => {
+                let now = self.ctx.clock.now();
+                lease.keep_stale(key, flags, &v, now, opts.keep_stale);
+            }
+            _ => lease.invalidate(key),
+        }
+        r
     }
 
     /// `touch`: sets a new exptime. Returns false if the key is missing.
@@ -854,8 +947,11 @@ impl Engine {
     /// a shorter result is padded with spaces in place (as memcached does), a
     /// longer one reallocates the item.
     pub fn arith(&self, req: &ArithRequest<'_>) -> ArithOutcome {
+        let mut lease = self.leases.lock(req.key);
         let (h, mut s) = self.shard_for(req.key);
-        s.arith(&self.ctx, h, req)
+        let r = s.arith(&self.ctx, h, req);
+        lease.invalidate(req.key);
+        r
     }
 
     /// `flush_all [delay]`: items last updated before the flush time become
@@ -863,6 +959,7 @@ impl Engine {
     /// flush time in the future (memcached's `oldest_live` rules, including
     /// the 1-second granularity).
     pub fn flush_all(&self, delay: i64) {
+        self.leases.clear();
         let now = self.ctx.clock.now();
         let new_oldest = if delay > 0 {
             self.ctx.realtime(delay)

@@ -1372,3 +1372,179 @@ mod model {
         }
     }
 }
+
+// ---- leases (lease-get / lease-set, storage::lease) ----
+
+/// `(token, stale)` of a lease-get miss, or `None` on a hit.
+/// A stale copy: `(flags, value)`.
+type StaleCopy = Option<(u32, Vec<u8>)>;
+
+fn lease_get(e: &Engine, k: &str, ttl: u32) -> Option<(u64, StaleCopy)> {
+    e.lease_get(k.as_bytes(), ttl, |v| match v {
+        LeaseView::Hit(_) => None,
+        LeaseView::Miss(m) => Some((m.token, m.stale.map(|(f, d)| (f, d.to_vec())))),
+    })
+}
+
+fn lease_set(e: &Engine, k: &str, token: u64, v: &[u8]) -> bool {
+    e.lease_set(
+        token,
+        &StoreRequest::new(StoreMode::Set, k.as_bytes(), v, 0, 0),
+    )
+    .is_some_and(|r| r.status == StoreStatus::Stored)
+}
+
+#[test]
+fn lease_one_token_per_window_then_fill() {
+    let (e, clock) = default_engine();
+    let (t, stale) = lease_get(&e, "k", 10).expect("miss");
+    assert!(t > HOT_MISS_TOKEN);
+    assert_eq!(stale, None);
+    for _ in 0..5 {
+        assert_eq!(lease_get(&e, "k", 10), Some((HOT_MISS_TOKEN, None)));
+    }
+    // Hot-miss tokens and made-up tokens never fill.
+    assert!(!lease_set(&e, "k", HOT_MISS_TOKEN, b"x"));
+    assert!(!lease_set(&e, "k", t + 1, b"x"));
+    assert!(!e.contains(b"k"));
+    clock.advance(3);
+    assert!(lease_set(&e, "k", t, b"filled"));
+    assert_eq!(lease_get(&e, "k", 10), None, "a hit after the fill");
+    // The token is spent.
+    e.delete(b"k", &DeleteOptions::default());
+    assert!(!lease_set(&e, "k", t, b"again"));
+    // Placeholders are invisible to plain commands: add still succeeds.
+    let (_, _) = lease_get(&e, "fresh", 10).expect("miss");
+    assert!(!e.contains(b"fresh"));
+    let r = e.store(&StoreRequest::new(StoreMode::Add, b"fresh", b"v", 0, 0));
+    assert_eq!(r.status, StoreStatus::Stored);
+}
+
+#[test]
+fn lease_window_expiry_hands_out_a_new_token_and_voids_the_old() {
+    let (e, clock) = default_engine();
+    let (t1, _) = lease_get(&e, "k", 2).unwrap();
+    clock.advance(1);
+    assert_eq!(lease_get(&e, "k", 2).unwrap().0, HOT_MISS_TOKEN);
+    clock.advance(1);
+    let (t2, _) = lease_get(&e, "k", 2).unwrap();
+    assert!(t2 > HOT_MISS_TOKEN && t2 != t1);
+    assert!(!lease_set(&e, "k", t1, b"late"), "expired token");
+    assert!(lease_set(&e, "k", t2, b"ok"));
+}
+
+#[test]
+fn lease_writes_invalidate_the_token() {
+    let (e, _) = default_engine();
+    type Write = fn(&Engine);
+    let writes: [(&str, Write); 5] = [
+        ("set", |e| {
+            set(e, "k", b"1");
+        }),
+        ("delete", |e| {
+            e.delete(b"k", &DeleteOptions::default());
+        }),
+        ("add", |e| {
+            e.store(&StoreRequest::new(StoreMode::Add, b"k", b"1", 0, 0));
+        }),
+        ("incr", |e| {
+            e.arith(&ArithRequest::new(b"k", true, 1));
+        }),
+        ("md I", |e| {
+            e.delete(
+                b"k",
+                &DeleteOptions {
+                    invalidate: true,
+                    ..Default::default()
+                },
+            );
+        }),
+    ];
+    for (name, write) in writes {
+        e.delete(b"k", &DeleteOptions::default());
+        let (t, _) = lease_get(&e, "k", 10).unwrap();
+        write(&e);
+        assert!(!lease_set(&e, "k", t, b"stale fill"), "{name}");
+        e.delete(b"k", &DeleteOptions::default());
+        // One fill per invalidation: the next miss gets a fresh token.
+        let (t2, _) = lease_get(&e, "k", 10).unwrap();
+        assert!(t2 > HOT_MISS_TOKEN && t2 != t, "{name}");
+    }
+}
+
+#[test]
+fn lease_stale_value_after_delete() {
+    let (e, clock) = default_engine();
+    set_full(&e, "k", b"old value", 42, 0);
+    let keep = DeleteOptions {
+        keep_stale: 5,
+        ..Default::default()
+    };
+    assert_eq!(e.delete(b"k", &keep), DeleteOutcome::Deleted);
+    // Invisible to plain commands.
+    assert!(!e.contains(b"k"));
+    assert!(e.get(b"k", &GetOptions::get(), |_| ()).is_none());
+    let (t, stale) = lease_get(&e, "k", 10).unwrap();
+    assert!(t > HOT_MISS_TOKEN);
+    assert_eq!(stale, Some((42, b"old value".to_vec())));
+    let (t1, stale1) = lease_get(&e, "k", 10).unwrap();
+    assert_eq!(t1, HOT_MISS_TOKEN);
+    assert_eq!(stale1, Some((42, b"old value".to_vec())));
+    clock.advance(5);
+    assert_eq!(
+        lease_get(&e, "k", 10).unwrap().1,
+        None,
+        "stale copy expired"
+    );
+    // A set drops the stale copy too.
+    set(&e, "j", b"v");
+    e.delete(b"j", &keep);
+    set(&e, "j", b"new");
+    e.delete(b"j", &DeleteOptions::default());
+    assert_eq!(lease_get(&e, "j", 10).unwrap().1, None);
+    // flush_all forgets everything.
+    e.flush_all(0);
+    assert_eq!(e.lease_usage(), (0, 0));
+}
+
+#[test]
+fn lease_table_is_bounded() {
+    let (e, _) = default_engine();
+    let big = vec![b'x'; MAX_STALE_VALUE];
+    for i in 0..(LEASE_MAX_ENTRIES + 1000) {
+        let k = format!("k{i}");
+        if i % 64 == 0 {
+            set(&e, &k, &big);
+            e.delete(
+                k.as_bytes(),
+                &DeleteOptions {
+                    keep_stale: 100,
+                    ..Default::default()
+                },
+            );
+        }
+        lease_get(&e, &k, 100);
+    }
+    let (n, bytes) = e.lease_usage();
+    assert!(n <= LEASE_MAX_ENTRIES, "{n} entries");
+    let per_shard = (e.config().memory_limit / 64 / 64).max(MAX_STALE_VALUE);
+    assert!(bytes <= 64 * per_shard, "{bytes}");
+}
+
+#[test]
+fn lease_concurrent_misses_get_one_token() {
+    let (e, _) = default_engine();
+    let e = Arc::new(e);
+    let barrier = Arc::new(std::sync::Barrier::new(200));
+    let handles: Vec<_> = (0..200)
+        .map(|_| {
+            let (e, b) = (e.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                b.wait();
+                lease_get(&e, "hot", 10).unwrap().0
+            })
+        })
+        .collect();
+    let tokens: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(tokens.iter().filter(|&&t| t > HOT_MISS_TOKEN).count(), 1);
+}

@@ -1,24 +1,162 @@
 //! `DestinationRoute`: a leaf that sends the request to one server over the worker's
 //! pipelined connections (mcrouter builds these for every server of a pool).
 //!
-//! Config: `{"type": "DestinationRoute", "server": "host:port"}` or `"DestinationRoute|host:port"`.
+//! Config: `{"type": "DestinationRoute", "server": "host:port"}` or `"DestinationRoute|host:port"`;
+//! options `"coalesce": false` (see [`crate::coalesce`]) and `"lease_mode": "native"|"meta"`,
+//! `"lease_ttl": N` (see [`crate::lease`]). Pools take the same options for all their servers.
+//!
+//! Leaves are where the router's per-key bookkeeping happens, because a leaf is "one key on
+//! one server": coalescing of identical reads, closing flights on writes, remembering which
+//! server issued a lease token, sending a `lease-set` to that server, and emulating leases
+//! with meta commands for stock memcached.
 
 use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use protocol::Request;
+use serde_json::Value;
+
 use super::{Ctx, Node, Route, RouteFuture, RouteRef};
+use crate::coalesce::Coalescer;
 use crate::config::{Builder, ConfigError};
 use crate::destination::DestShared;
+use crate::lease::{self, LeaseMode};
 use crate::request::{Op, Req};
+
+/// Per-leaf options (from the pool or the `DestinationRoute` node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafOptions {
+    /// Merge identical in-flight reads (default on).
+    pub coalesce: bool,
+    pub lease_mode: LeaseMode,
+}
+
+impl Default for LeafOptions {
+    fn default() -> Self {
+        LeafOptions {
+            coalesce: true,
+            lease_mode: LeaseMode::Native,
+        }
+    }
+}
+
+impl LeafOptions {
+    /// Reads `coalesce`, `lease_mode` and `lease_ttl` from a pool or route object.
+    pub fn from_object(
+        obj: Option<&serde_json::Map<String, Value>>,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
+        let mut o = LeafOptions::default();
+        let Some(obj) = obj else {
+            return Ok(o);
+        };
+        let at = |f: &str| super::join(path, f);
+        if let Some(v) = obj.get("coalesce") {
+            o.coalesce = v
+                .as_bool()
+                .ok_or_else(|| ConfigError::at(at("coalesce"), "expected true or false"))?;
+        }
+        let ttl = match obj.get("lease_ttl") {
+            None => lease::DEFAULT_META_LEASE_TTL,
+            Some(v) => v
+                .as_u64()
+                .filter(|&t| (1..=u64::from(u32::MAX)).contains(&t))
+                .ok_or_else(|| {
+                    ConfigError::at(at("lease_ttl"), "expected a number of seconds >= 1")
+                })? as u32,
+        };
+        match obj.get("lease_mode").map(|v| v.as_str()) {
+            None | Some(Some("native")) => {}
+            Some(Some("meta")) => o.lease_mode = LeaseMode::Meta { ttl },
+            Some(_) => {
+                return Err(ConfigError::at(
+                    at("lease_mode"),
+                    "expected \"native\" (the server knows lease-get) or \"meta\" \
+                     (emulate leases with mg/ms, stock memcached 1.6)",
+                ))
+            }
+        }
+        Ok(o)
+    }
+}
 
 #[derive(Debug)]
 pub struct DestinationRoute {
     dest: Arc<DestShared>,
+    opts: LeafOptions,
 }
 
 impl DestinationRoute {
     pub fn new(dest: Arc<DestShared>) -> Self {
-        DestinationRoute { dest }
+        Self::with_options(dest, LeafOptions::default())
+    }
+
+    pub fn with_options(dest: Arc<DestShared>, opts: LeafOptions) -> Self {
+        DestinationRoute { dest, opts }
+    }
+
+    /// Send to this leaf's server (lease-get: translated and its token remembered).
+    fn send(&self, req: &Req, ctx: &Rc<Ctx>) -> RouteFuture {
+        let op = req.op();
+        if op != Op::LeaseGet {
+            return Box::pin(
+                ctx.dests
+                    .send(&self.dest, req.raw(), req.op().reply_until_end()),
+            );
+        }
+        let dest = self.dest.clone();
+        let key = Bytes::copy_from_slice(req.key());
+        match self.opts.lease_mode {
+            LeaseMode::Native => {
+                let fut = ctx.dests.send(&self.dest, req.raw(), true);
+                Box::pin(async move {
+                    let r = fut.await;
+                    if let Some((_, token, _)) = lease::parse_lvalue(&r.bytes) {
+                        lease::remember(&key, token, &dest, LeaseMode::Native);
+                    }
+                    r
+                })
+            }
+            mode @ LeaseMode::Meta { ttl } => {
+                let fut = ctx
+                    .dests
+                    .send(&self.dest, &lease::meta_lease_get(&key, ttl), false);
+                Box::pin(async move {
+                    let (r, token) = lease::meta_get_reply(&key, fut.await);
+                    if let Some(t) = token {
+                        lease::remember(&key, t, &dest, mode);
+                    }
+                    r
+                })
+            }
+        }
+    }
+
+    /// `lease-set`: to the server that issued the token, in its pool's lease mode.
+    fn lease_set(&self, req: &Req, ctx: &Rc<Ctx>) -> RouteFuture {
+        let Some(Request::LeaseSet {
+            key,
+            token,
+            flags,
+            exptime,
+            data,
+            ..
+        }) = req.parsed()
+        else {
+            return self.send(req, ctx);
+        };
+        let (dest, mode) =
+            lease::issuer(key, token).unwrap_or((self.dest.clone(), self.opts.lease_mode));
+        ctx.coalesce.write_passed(dest.id, key);
+        match mode {
+            LeaseMode::Native => Box::pin(ctx.dests.send(&dest, req.raw(), false)),
+            LeaseMode::Meta { .. } => {
+                let raw = lease::meta_lease_set(key, token, flags, exptime, data);
+                let fut = ctx.dests.send(&dest, &raw, false);
+                Box::pin(async move { lease::meta_set_reply(fut.await) })
+            }
+        }
     }
 }
 
@@ -28,10 +166,16 @@ impl Route for DestinationRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        Box::pin(
-            ctx.dests
-                .send(&self.dest, req.raw(), req.op().reply_until_end()),
-        )
+        let op = req.op();
+        if op == Op::LeaseSet {
+            return self.lease_set(&req, ctx);
+        }
+        if op.is_update() || op.is_delete() {
+            ctx.coalesce.write_passed(self.dest.id, req.routing_key());
+        } else if self.opts.coalesce && Coalescer::eligible(&req) {
+            return Coalescer::join_or_send(ctx, self.dest.id, &req, || self.send(&req, ctx));
+        }
+        self.send(&req, ctx)
     }
 
     fn plain_destination(&self, _op: Op, _key: &[u8]) -> Option<&Arc<DestShared>> {
@@ -51,5 +195,6 @@ pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> 
             .ok_or_else(|| node.err("server", "missing; expected \"host:port\""))?,
     };
     let dest = b.destination(server, &node.path)?;
-    Ok(Arc::new(DestinationRoute::new(dest)))
+    let opts = LeafOptions::from_object(node.obj, &node.path)?;
+    Ok(Arc::new(DestinationRoute::with_options(dest, opts)))
 }

@@ -64,6 +64,8 @@ pub type RouteRef = Arc<dyn Route>;
 /// Per-worker context a route uses to reach destinations.
 pub struct Ctx {
     pub dests: WorkerDests,
+    /// This worker's in-flight reads (see [`crate::coalesce`]).
+    pub coalesce: crate::coalesce::Coalescer,
 }
 
 /// A node of the route tree.

@@ -97,6 +97,7 @@ where
     let local = tokio::task::LocalSet::new();
     let ctx = Rc::new(Ctx {
         dests: WorkerDests::new(DestOptions::default()),
+        coalesce: Default::default(),
     });
     local.block_on(&rt, f(ctx));
 }
