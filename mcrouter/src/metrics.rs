@@ -12,7 +12,7 @@
 //! [`describe`] and update them where they happen (like [`DestMetrics`]) or copy their
 //! counters in `Collector::collect`; the end-to-end latency histogram
 //! (`mcrouter_request_duration_seconds`) needs a timer around the route future in
-//! `proxy.rs`, see [`RequestTimer`] (describe it here when it is wired).
+//! `proxy.rs`: [`RequestTimer`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -60,6 +60,19 @@ pub fn describe() {
     describe_counter!(
         "mcrouter_multiget_backend_requests_total",
         "Backend requests sent for multi-key gets (one per destination)"
+    );
+    describe_histogram!(
+        "mcrouter_request_duration_seconds",
+        Unit::Seconds,
+        "End-to-end latency of routed requests, from parsing to the reply being ready, by operation"
+    );
+    describe_counter!(
+        "mcrouter_replies_total",
+        "Routed requests answered, by operation and result (hit, miss, ok, not_stored, exists, not_found, error)"
+    );
+    describe_counter!(
+        "mcrouter_coalesced_requests_total",
+        "Gets answered by joining an identical request already in flight to the same destination"
     );
     describe_gauge!("mcrouter_connections", "Open client connections");
     describe_counter!("mcrouter_connections_total", "Client connections accepted");
@@ -138,8 +151,8 @@ impl DestMetrics {
     }
 }
 
-/// The end-to-end latency timer, for `proxy.rs` to wrap around a routed request (not
-/// wired yet: `proxy.rs` is being reworked for leases and coalescing).
+/// The end-to-end timer `proxy.rs` wraps around each routed request (only when metrics are
+/// exported: otherwise it reads no clock).
 pub struct RequestTimer(Option<Instant>);
 
 impl RequestTimer {
@@ -148,11 +161,29 @@ impl RequestTimer {
         RequestTimer(enabled().then(Instant::now))
     }
 
-    /// The reply is ready; `op` is the operation label (get, set, delete, ...).
-    pub fn finish(self, op: &'static str) {
+    /// Whether this timer records anything.
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The reply is ready: record its latency and result under the operation label.
+    pub fn finish(self, op: &'static str, kind: &crate::reply::ReplyKind) {
+        use crate::reply::ReplyKind;
         if let Some(t) = self.0 {
             metrics::histogram!("mcrouter_request_duration_seconds", "operation" => op)
                 .record(t.elapsed());
+            let result = match kind {
+                ReplyKind::Hit => "hit",
+                ReplyKind::Miss => "miss",
+                ReplyKind::Ok => "ok",
+                ReplyKind::NotStored => "not_stored",
+                ReplyKind::Exists => "exists",
+                ReplyKind::NotFound => "not_found",
+                ReplyKind::Error(_) => "error",
+            };
+            metrics::counter!("mcrouter_replies_total", "operation" => op, "result" => result)
+                .increment(1);
         }
     }
 }
@@ -187,6 +218,7 @@ impl Collector {
             counter!("mcrouter_commands_total", "operation" => op).absolute(l(c));
         }
         counter!("mcrouter_errors_total").absolute(l(&st.errors));
+        counter!("mcrouter_coalesced_requests_total").absolute(crate::coalesce::coalesced());
         counter!("mcrouter_multiget_backend_requests_total")
             .absolute(l(&st.multiget_backend_requests));
         gauge!("mcrouter_connections").set(l(&st.curr_connections) as f64);

@@ -267,7 +267,8 @@ fn dispatch(
         }
         if n > 1 {
             let root: RouteRef = shared.config.load().root.clone();
-            return Item::Later(multi_get(req, &root, ctx, shared));
+            let name = op.name();
+            return Item::Later(timed(name, multi_get(req, &root, ctx, shared)));
         }
     } else if op == Op::LeaseGet {
         Stats::inc(&stats.cmd_get);
@@ -280,7 +281,7 @@ fn dispatch(
     }
     let noreply = req.noreply();
     let quiet = req.quiet();
-    let fut = shared.config.load().root.route(req, ctx);
+    let fut = timed(op.name(), shared.config.load().root.route(req, ctx));
     if noreply || quiet {
         return Item::Later(Box::pin(async move {
             let r = fut.await;
@@ -295,6 +296,20 @@ fn dispatch(
         }));
     }
     Item::Later(fut)
+}
+
+/// Wrap a routed request in the end-to-end timer when metrics are exported (no extra
+/// future otherwise).
+fn timed(op: &'static str, fut: RouteFuture) -> RouteFuture {
+    let timer = crate::metrics::RequestTimer::start();
+    if !timer.active() {
+        return fut;
+    }
+    Box::pin(async move {
+        let r = fut.await;
+        timer.finish(op, &r.kind);
+        r
+    })
 }
 
 fn local(cmd: LocalCmd, shared: &Arc<Shared>, closing: &mut bool) -> Bytes {
