@@ -91,6 +91,27 @@ fn write_value(out: &mut Vec<u8>, it: &ItemView<'_>) {
     }
 }
 
+/// Count a store's outcome: memcached's cas_* stats for CAS stores, and the per-result
+/// counters behind `cache_server_command_results_total{command="set"}`.
+fn count_store(ts: &ThreadStats, status: StoreStatus, cas: bool) {
+    if cas {
+        match status {
+            StoreStatus::Stored => ThreadStats::incr(&ts.cas_hits),
+            StoreStatus::Exists => ThreadStats::incr(&ts.cas_badval),
+            StoreStatus::NotFound => ThreadStats::incr(&ts.cas_misses),
+            _ => {}
+        }
+    }
+    match status {
+        StoreStatus::Stored => ThreadStats::incr(&ts.set_stored),
+        StoreStatus::NotStored => ThreadStats::incr(&ts.set_not_stored),
+        StoreStatus::Exists => ThreadStats::incr(&ts.set_exists),
+        StoreStatus::NotFound => ThreadStats::incr(&ts.set_not_found),
+        // Counted where the error reply is written (store_too_large, store_no_memory).
+        StoreStatus::TooLarge | StoreStatus::OutOfMemory => {}
+    }
+}
+
 /// Execute one request, appending its reply to `out`.
 pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u8>) -> Outcome {
     let engine = &sh.engine;
@@ -152,14 +173,7 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
                 StorageKind::Cas => StoreMode::Cas,
             };
             let r = engine.store(&StoreRequest::new(mode, key, data, flags, exptime).with_cas(cas));
-            if kind == StorageKind::Cas {
-                match r.status {
-                    StoreStatus::Stored => ThreadStats::incr(&ts.cas_hits),
-                    StoreStatus::Exists => ThreadStats::incr(&ts.cas_badval),
-                    StoreStatus::NotFound => ThreadStats::incr(&ts.cas_misses),
-                    _ => {}
-                }
-            }
+            count_store(ts, r.status, kind == StorageKind::Cas);
             let reply: &[u8] = match r.status {
                 StoreStatus::Stored => b"STORED\r\n",
                 StoreStatus::NotStored => b"NOT_STORED\r\n",
@@ -672,14 +686,7 @@ fn meta_set(
     })
     .with_explicit_cas(flags.new_cas);
     let r = sh.engine.store(&req);
-    if store_mode == StoreMode::Cas {
-        match r.status {
-            StoreStatus::Stored => ThreadStats::incr(&ts.cas_hits),
-            StoreStatus::Exists => ThreadStats::incr(&ts.cas_badval),
-            StoreStatus::NotFound => ThreadStats::incr(&ts.cas_misses),
-            _ => {}
-        }
-    }
+    count_store(ts, r.status, store_mode == StoreMode::Cas);
     let code: &[u8] = match r.status {
         StoreStatus::Stored => b"HD",
         StoreStatus::NotStored => b"NS",

@@ -215,7 +215,7 @@ pub fn describe() {
     );
     describe_counter!(
         "cache_server_command_results_total",
-        "Command outcomes, by command and result (hit, miss, exists, too_large, out_of_memory)"
+        "Command outcomes, by command and result (hit, miss, stored, not_stored, exists, not_found, too_large, out_of_memory)"
     );
     describe_histogram!(
         "cache_server_request_duration_seconds",
@@ -358,6 +358,10 @@ impl Collector {
             ("cas", "exists", t.cas_badval),
             ("touch", "hit", t.touch_hits),
             ("touch", "miss", t.touch_misses),
+            ("set", "stored", t.set_stored),
+            ("set", "not_stored", t.set_not_stored),
+            ("set", "exists", t.set_exists),
+            ("set", "not_found", t.set_not_found),
             ("set", "too_large", t.store_too_large),
             ("set", "out_of_memory", t.store_no_memory),
         ] {

@@ -64,6 +64,10 @@ counters!(
     lease_tokens,
     lease_hot_misses,
     lease_stale_answers,
+    set_stored,
+    set_not_stored,
+    set_exists,
+    set_not_found,
 );
 
 impl ThreadStats {

@@ -195,3 +195,49 @@ fn the_local_tier_turns_metrics_on_and_prints_the_url() -> Result<()> {
     assert!(body.contains("# TYPE cache_server_items gauge"), "{body}");
     Ok(())
 }
+
+/// `cache_server_command_results_total{command="set",result=...}` counts each store outcome.
+#[test]
+fn cache_server_counts_store_results() -> Result<()> {
+    use std::io::{Read, Write};
+    let cs = MetricsServer::start("cache-server", &["-p", "0", "-t", "1"])?;
+    let mut s = std::net::TcpStream::connect(cs.server.addr())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // stored x2 (set, append), not_stored x2 (add on existing, replace on missing),
+    // exists x1 (cas with a wrong unique), not_found x1 (cas on a missing key).
+    s.write_all(
+        b"set r 0 0 1\r\na\r\nappend r 0 0 1\r\nb\r\nadd r 0 0 1\r\nc\r\nreplace nope 0 0 1\r\nd\r\n\
+cas r 0 0 1 999999\r\ne\r\ncas missing 0 0 1 1\r\nf\r\nmn\r\n",
+    )?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"MN\r\n") {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            bail!("closed");
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let want = [
+        ("stored", 2.0),
+        ("not_stored", 2.0),
+        ("exists", 1.0),
+        ("not_found", 1.0),
+    ];
+    poll(Duration::from_secs(10), || {
+        let (_, body) = e2e_tests::observability_support::http_get(cs.metrics, "/metrics")?;
+        let value = |result: &str| -> f64 {
+            body.lines()
+                .filter(|l| {
+                    l.starts_with("cache_server_command_results_total{")
+                        && l.contains("command=\"set\"")
+                        && l.contains(&format!("result=\"{result}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        Ok(want.iter().all(|(r, n)| value(r) == *n).then_some(()))
+    })
+    .context("store results never matched")?;
+    Ok(())
+}
