@@ -74,6 +74,18 @@ pub fn describe() {
         "mcrouter_coalesced_requests_total",
         "Gets answered by joining an identical request already in flight to the same destination"
     );
+    describe_counter!(
+        "mcrouter_gutter_failovers_total",
+        "Requests a FailoverWithExptimeRoute sent to its failover (gutter) route because the normal route failed"
+    );
+    describe_counter!(
+        "mcrouter_warmup_gets_total",
+        "Gets through a WarmUpRoute, by result: cold_hit, warm_hit (answered from the warm route and added to the cold one) or miss"
+    );
+    describe_counter!(
+        "mcrouter_warmup_fills_total",
+        "Adds a WarmUpRoute sent to its cold route after a warm hit, by result (stored, not_stored, error, held_off)"
+    );
     describe_gauge!("mcrouter_connections", "Open client connections");
     describe_counter!("mcrouter_connections_total", "Client connections accepted");
     describe_gauge!(

@@ -38,6 +38,7 @@ pub mod all_sync;
 pub mod destination;
 pub mod error;
 pub mod failover;
+pub mod failover_with_exptime;
 pub mod hash;
 pub mod latest;
 pub mod miss_failover;
@@ -51,6 +52,7 @@ pub mod random;
 pub mod rate_limit;
 pub mod root;
 pub mod shadow;
+pub mod warm_up;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -285,6 +287,7 @@ pub const ROUTE_TYPES: &[&str] = &[
     "PoolRoute",
     "HashRoute",
     "FailoverRoute",
+    "FailoverWithExptimeRoute",
     "AllSyncRoute",
     "AllAsyncRoute",
     "AllInitialRoute",
@@ -302,6 +305,7 @@ pub const ROUTE_TYPES: &[&str] = &[
     "ErrorRoute",
     "NullRoute",
     "DestinationRoute",
+    "WarmUpRoute",
 ];
 
 /// Build a route of a known type.
@@ -310,6 +314,7 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "PoolRoute" | "Pool" => pool::build(node, b),
         "HashRoute" => hash::build(node, b),
         "FailoverRoute" => failover::build(node, b),
+        "FailoverWithExptimeRoute" => failover_with_exptime::build(node, b),
         "AllSyncRoute" => all_sync::build(node, b),
         "AllAsyncRoute" => all_async::build(node, b),
         "AllInitialRoute" => all_initial::build(node, b),
@@ -327,6 +332,7 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "ErrorRoute" => error::build(node, b),
         "NullRoute" => null::build(node, b),
         "DestinationRoute" => destination::build(node, b),
+        "WarmUpRoute" => warm_up::build(node, b),
         other => Err(ConfigError::at(
             node.path.clone(),
             format!("unknown route type {other:?}"),
