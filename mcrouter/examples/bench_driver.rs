@@ -81,7 +81,7 @@ fn main() {
                         x ^= x >> 7;
                         x ^= x << 17;
                         let k = x % keys;
-                        if x % 10 == 0 {
+                        if x.is_multiple_of(10) {
                             req.extend_from_slice(
                                 format!("set key:{k} 0 0 {}\r\n", value.len()).as_bytes(),
                             );

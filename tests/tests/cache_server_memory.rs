@@ -155,7 +155,7 @@ fn rss_stays_bounded_under_mixed_sizes() {
         assert_eq!(line, "STORED\r\n", "set of {len} bytes");
         written += len;
         i += 1;
-        if i % 500 == 0 {
+        if i.is_multiple_of(500) {
             peak = peak.max(ours.rss_kib().unwrap() / 1024);
         }
     }

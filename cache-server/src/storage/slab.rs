@@ -28,7 +28,7 @@ pub(crate) fn build_classes(cfg: &EngineConfig, hdr_base: usize) -> Vec<ClassInf
         if size as f64 >= max as f64 / cfg.growth_factor {
             break;
         }
-        if size % CHUNK_ALIGN != 0 {
+        if !size.is_multiple_of(CHUNK_ALIGN) {
             size += CHUNK_ALIGN - size % CHUNK_ALIGN;
         }
         out.push(ClassInfo {

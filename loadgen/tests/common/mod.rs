@@ -154,7 +154,12 @@ fn handle(st: &State, req: Request<'_>, out: &mut Vec<u8>) {
         let data = st.data.lock().unwrap();
         let mut v = data.get(key)?.clone();
         let n = st.hits.fetch_add(1, Ordering::Relaxed) + 1;
-        if st.misbehave.corrupt_every.is_some_and(|e| n % e == 0) && !v.is_empty() {
+        if st
+            .misbehave
+            .corrupt_every
+            .is_some_and(|e| n.is_multiple_of(e))
+            && !v.is_empty()
+        {
             let i = v.len() / 2;
             v[i] ^= 0x20;
         }
