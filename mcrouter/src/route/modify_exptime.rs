@@ -36,6 +36,8 @@ impl ModifyExptimeRoute {
     fn new_exptime(&self, old: i64) -> i64 {
         match self.action {
             Action::Set => self.exptime,
+            // A cap of 0 ("never expires") caps nothing.
+            Action::Min if self.exptime == 0 => old,
             Action::Min if old == 0 || old > self.exptime => self.exptime,
             Action::Min => old,
         }
@@ -100,6 +102,10 @@ mod tests {
             assert_eq!(seen[1], b"set k 0 10 1\r\nx\r\n");
             assert_eq!(seen[2], b"set k 0 60 1\r\nx\r\n");
             assert_eq!(seen[3], b"get k\r\n");
+            // A cap of 0 (never expires) leaves every exptime alone.
+            let r = ModifyExptimeRoute::new(m.r(), 0, Action::Min);
+            r.route(Mock::req("set k 0 30 1\r\nx\r\n"), &ctx).await;
+            assert_eq!(m.seen()[4], b"set k 0 30 1\r\nx\r\n");
         });
     }
 }
