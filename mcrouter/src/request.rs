@@ -183,6 +183,8 @@ pub struct Req {
     noreply: bool,
     /// Meta `q`: the backend was asked without `q`; suppress the "uninteresting" replies.
     quiet: bool,
+    /// A delete from the invalidation intake (a database tailer), not from a client.
+    invalidation: bool,
 }
 
 /// How a client request maps onto the router.
@@ -291,6 +293,7 @@ impl Req {
                 decoded,
                 noreply,
                 quiet,
+                invalidation: false,
             };
             return if op == Op::FlushAll {
                 Classified::FlushAll(req)
@@ -325,6 +328,7 @@ impl Req {
             decoded,
             noreply,
             quiet,
+            invalidation: false,
         };
         if op == Op::FlushAll {
             Classified::FlushAll(req)
@@ -383,6 +387,17 @@ impl Req {
         self.quiet
     }
 
+    /// Whether this is a delete from the invalidation intake (see [`crate::intake`]).
+    pub fn invalidation(&self) -> bool {
+        self.invalidation
+    }
+
+    /// This request marked as coming from the invalidation intake.
+    pub fn into_invalidation(mut self) -> Req {
+        self.invalidation = true;
+        self
+    }
+
     /// Number of keys (multi-key gets may have many).
     pub fn key_count(&self) -> usize {
         if self.op.reply_until_end() {
@@ -412,6 +427,7 @@ impl Req {
             decoded: None,
             noreply: false,
             quiet: false,
+            invalidation: self.invalidation,
         }
     }
 
@@ -445,6 +461,7 @@ impl Req {
             decoded: None,
             noreply: self.noreply,
             quiet: self.quiet,
+            invalidation: self.invalidation,
         }
     }
 
@@ -454,6 +471,9 @@ impl Req {
         let Some(parsed) = self.parsed() else {
             return self.clone();
         };
+        if let Request::MetaSet { .. } = parsed {
+            return self.with_meta_ttl(exptime);
+        }
         let mut p = parsed;
         match &mut p {
             Request::Storage { exptime: e, .. }
@@ -487,12 +507,47 @@ impl Req {
             decoded: self.decoded.clone(),
             noreply: self.noreply,
             quiet: self.quiet,
+            invalidation: self.invalidation,
         }
     }
 
-    /// The exptime of the request, if it has one.
+    /// `ms` with its `T` flag replaced by (or given) `T<exptime>`; the key stays in place.
+    fn with_meta_ttl(&self, exptime: i64) -> Req {
+        let eol = memchr::memchr(b'\n', &self.raw).unwrap_or(self.raw.len() - 1);
+        let line = &self.raw[..eol];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut out = Vec::with_capacity(self.raw.len() + 12);
+        for (i, tok) in line
+            .split(|&b| b == b' ')
+            .filter(|t| !t.is_empty())
+            .enumerate()
+        {
+            // ms <key> <datalen> then flags
+            if i >= 3 && tok[0] == b'T' {
+                continue;
+            }
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(tok);
+        }
+        out.extend_from_slice(format!(" T{exptime}\r\n").as_bytes());
+        out.extend_from_slice(&self.raw[eol + 1..]);
+        Req {
+            op: self.op,
+            raw: Bytes::from(out),
+            key: self.key.clone(),
+            decoded: self.decoded.clone(),
+            noreply: self.noreply,
+            quiet: self.quiet,
+            invalidation: self.invalidation,
+        }
+    }
+
+    /// The exptime of the request, if it has one (`ms` without `T`: 0, never expires).
     pub fn exptime(&self) -> Option<i64> {
         match self.parsed()? {
+            Request::MetaSet { flags, .. } => Some(flags.ttl.unwrap_or(0)),
             Request::Storage { exptime, .. }
             | Request::Touch { exptime, .. }
             | Request::LeaseSet { exptime, .. } => Some(exptime),
@@ -606,5 +661,20 @@ mod tests {
         let g = req("gat 5 a b\r\n").with_exptime(7);
         assert_eq!(&g.raw()[..], b"gat 7 a b\r\n");
         assert_eq!(g.key(), b"a b");
+    }
+
+    #[test]
+    fn meta_set_ttl_is_read_and_rewritten() {
+        let m = req("ms foo 3 T3600 F5\r\nbar\r\n");
+        assert_eq!(m.exptime(), Some(3600));
+        let c = m.with_exptime(10);
+        assert_eq!(&c.raw()[..], b"ms foo 3 F5 T10\r\nbar\r\n");
+        assert_eq!((c.key(), c.exptime()), (&b"foo"[..], Some(10)));
+        let n = req("ms foo 3\r\nbar\r\n");
+        assert_eq!(n.exptime(), Some(0));
+        assert_eq!(&n.with_exptime(2).raw()[..], b"ms foo 3 T2\r\nbar\r\n");
+        let b = req("ms Zm9v 3 b T0\r\nbar\r\n").with_exptime(4);
+        assert_eq!(&b.raw()[..], b"ms Zm9v 3 b T4\r\nbar\r\n");
+        assert_eq!(b.routing_key(), b"foo");
     }
 }
