@@ -2,6 +2,26 @@
 //! *before* the client is answered, and replayed once the destination is healthy again, so
 //! no invalidation is ever lost (NSDI'13 section 4.2). The spool survives restarts.
 //!
+//! # In the router
+//!
+//! - On with `--async-dir DIR`: the spool is `DIR/mcrouter.asynclog`, locked (`DIR/
+//!   mcrouter.lock`) so two routers never share one. Pools (and `DestinationRoute`s) take
+//!   `"asynclog": false` to opt out, as in mcrouter.
+//! - A `delete` (or `md`) a destination leaf cannot deliver (connect error, timeout, TKO,
+//!   shed, `SERVER_ERROR`) is appended and fsynced, then answered `NOT_FOUND` / `NF`, as
+//!   mcrouter answers an asynclogged delete. Concurrent appends share fsyncs (group
+//!   commit). If the spool cannot be written, the client gets the original error.
+//! - The replayer thread ([`spawn_replayer`]) re-sends spooled deletes over its own
+//!   connections once a destination is no longer TKO: per destination, the oldest delete
+//!   first, then pipelined batches of [`REPLAY_BATCH`]; passes back off from 100 ms to 2 s
+//!   while destinations stay down. A delete leaves the spool only when the destination
+//!   answers `DELETED`/`NOT_FOUND` (`HD`/`NF`).
+//! - `stats` shows `asynclog_spooled`, `asynclog_replayed`, `asynclog_backlog` and
+//!   `asynclog_spool_errors`; the same are Prometheus metrics.
+//!
+//! A spooled delete replayed after a newer `set` of the same key removes that newer value:
+//! a spurious miss, never stale data (the same trade mcrouter makes).
+//!
 //! # Spool format
 //!
 //! One JSON object per line, appended only:
@@ -24,12 +44,20 @@ use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::destination::WorkerDests;
+use crate::reply::{ErrorClass, Reply, ReplyKind};
+use crate::request::Req;
+use crate::server::Shared;
 
 /// Spool errors, with the file they concern.
 #[derive(Debug, Error)]
@@ -40,6 +68,8 @@ pub enum AsyncLogError {
         #[source]
         source: io::Error,
     },
+    #[error("asynclog {path}: in use by another process (give each router its own --async-dir)")]
+    Locked { path: PathBuf },
     #[error("asynclog {path}: line {line}: {reason}")]
     Corrupt {
         path: PathBuf,
@@ -85,6 +115,21 @@ struct Inner {
 pub struct AsyncLog {
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// Held while fsyncing; with `synced` it makes concurrent appends share one fsync
+    /// (group commit).
+    sync_lock: Mutex<()>,
+    /// Highest seq known to be on disk.
+    synced: AtomicU64,
+    /// Exclusive lock on `<spool>.lock`: one router per spool.
+    _lock: File,
+    /// Woken when a delete is spooled (the replayer sleeps on it when idle).
+    pub wake: tokio::sync::Notify,
+    /// Deletes spooled since start.
+    pub spooled: AtomicU64,
+    /// Spooled deletes acknowledged by their destination since start.
+    pub replayed: AtomicU64,
+    /// Deletes that could not be spooled (disk errors): their clients got the error.
+    pub spool_errors: AtomicU64,
 }
 
 /// What one replay pass did.
@@ -106,6 +151,26 @@ pub trait DeleteSink {
     fn delete(&self, destination: &str, key: &[u8]) -> impl Future<Output = Result<(), String>>;
 }
 
+/// The JSON line (without newline) of a spooled delete.
+fn record_line(seq: u64, time: u64, destination: &str, key: &[u8]) -> Vec<u8> {
+    let (key_s, key_b64) = match std::str::from_utf8(key) {
+        Ok(s) => (Some(s.to_string()), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(key)),
+        ),
+    };
+    serde_json::to_vec(&Record {
+        seq: Some(seq),
+        time: Some(time),
+        destination: Some(destination.to_string()),
+        key: key_s,
+        key_b64,
+        ack: None,
+    })
+    .expect("records serialize")
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -123,6 +188,20 @@ impl AsyncLog {
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let lock_path = path.with_extension("lock");
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AsyncLogError::Locked { path: path.clone() })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -199,12 +278,19 @@ impl AsyncLog {
         file.seek(SeekFrom::End(0)).map_err(io_err)?;
         Ok(AsyncLog {
             path,
+            synced: AtomicU64::new(next_seq - 1),
             inner: Mutex::new(Inner {
                 file,
                 pending,
                 next_seq,
                 acks_in_file,
             }),
+            sync_lock: Mutex::new(()),
+            _lock: lock,
+            wake: tokio::sync::Notify::new(),
+            spooled: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            spool_errors: AtomicU64::new(0),
         })
     }
 
@@ -221,39 +307,52 @@ impl AsyncLog {
     }
 
     /// Spool a delete for `destination` and fsync it; only then may the client be answered.
+    /// Concurrent appends share fsyncs (group commit): each waits until an fsync that
+    /// started after its write has finished.
     pub fn append(&self, destination: &str, key: &[u8]) -> Result<u64, AsyncLogError> {
-        let mut g = self.inner.lock();
-        let seq = g.next_seq;
-        let time = now_unix();
-        let (key_s, key_b64) = match std::str::from_utf8(key) {
-            Ok(s) => (Some(s.to_string()), None),
-            Err(_) => (
-                None,
-                Some(base64::engine::general_purpose::STANDARD.encode(key)),
-            ),
-        };
-        let rec = Record {
-            seq: Some(seq),
-            time: Some(time),
-            destination: Some(destination.to_string()),
-            key: key_s,
-            key_b64,
-            ack: None,
-        };
-        let mut line = serde_json::to_vec(&rec).expect("records serialize");
-        line.push(b'\n');
-        g.file.write_all(&line).map_err(|e| self.io(e))?;
-        g.file.sync_data().map_err(|e| self.io(e))?;
-        g.next_seq += 1;
-        g.pending.insert(
-            seq,
-            Entry {
+        let r = self.append_inner(destination, key);
+        match &r {
+            Ok(_) => {
+                self.spooled.fetch_add(1, Ordering::Relaxed);
+                self.wake.notify_one();
+            }
+            Err(_) => {
+                self.spool_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    fn append_inner(&self, destination: &str, key: &[u8]) -> Result<u64, AsyncLogError> {
+        let seq = {
+            let mut g = self.inner.lock();
+            let seq = g.next_seq;
+            let time = now_unix();
+            let mut line = record_line(seq, time, destination, key);
+            line.push(b'\n');
+            g.file.write_all(&line).map_err(|e| self.io(e))?;
+            g.next_seq += 1;
+            g.pending.insert(
                 seq,
-                time,
-                destination: destination.to_string(),
-                key: key.to_vec(),
-            },
-        );
+                Entry {
+                    seq,
+                    time,
+                    destination: destination.to_string(),
+                    key: key.to_vec(),
+                },
+            );
+            seq
+        };
+        let _s = self.sync_lock.lock();
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return Ok(seq);
+        }
+        let (file, upto) = {
+            let g = self.inner.lock();
+            (g.file.try_clone().map_err(|e| self.io(e))?, g.next_seq - 1)
+        };
+        file.sync_data().map_err(|e| self.io(e))?;
+        self.synced.fetch_max(upto, Ordering::AcqRel);
         Ok(seq)
     }
 
@@ -294,22 +393,7 @@ impl AsyncLog {
         let tmp = self.path.with_extension("compact");
         let mut f = File::create(&tmp).map_err(|e| self.io(e))?;
         for e in g.pending.values() {
-            let (key, key_b64) = match std::str::from_utf8(&e.key) {
-                Ok(s) => (Some(s.to_string()), None),
-                Err(_) => (
-                    None,
-                    Some(base64::engine::general_purpose::STANDARD.encode(&e.key)),
-                ),
-            };
-            let mut line = serde_json::to_vec(&Record {
-                seq: Some(e.seq),
-                time: Some(e.time),
-                destination: Some(e.destination.clone()),
-                key,
-                key_b64,
-                ack: None,
-            })
-            .expect("records serialize");
+            let mut line = record_line(e.seq, e.time, &e.destination, &e.key);
             line.push(b'\n');
             f.write_all(&line).map_err(|e| self.io(e))?;
         }
@@ -338,39 +422,68 @@ impl AsyncLog {
         self.inner.lock().pending.len()
     }
 
-    /// One replay pass: try every pending delete whose destination is healthy, in spool
-    /// order, and ack those the destination acknowledged. Stops trying a destination after its
-    /// first failure in this pass (it is probably down again).
+    /// One replay pass: for each destination with pending deletes (oldest first), if it
+    /// is healthy, send its oldest delete alone; if that is acknowledged, send the rest in
+    /// pipelined batches of [`REPLAY_BATCH`]. Acknowledged deletes are acked in the spool;
+    /// a destination's first failure ends its turn in this pass (it is probably down again).
     pub async fn replay_once<S: DeleteSink>(
         &self,
         sink: &S,
     ) -> Result<ReplayReport, AsyncLogError> {
         let mut report = ReplayReport::default();
-        let mut failed_dests: Vec<String> = Vec::new();
+        let mut by_dest: Vec<(String, Vec<Entry>)> = Vec::new();
         for e in self.pending() {
-            if failed_dests.contains(&e.destination) || !sink.healthy(&e.destination) {
-                report.skipped += 1;
+            match by_dest.iter_mut().find(|(d, _)| *d == e.destination) {
+                Some((_, list)) => list.push(e),
+                None => by_dest.push((e.destination.clone(), vec![e])),
+            }
+        }
+        for (dest, entries) in by_dest {
+            if !sink.healthy(&dest) {
+                report.skipped += entries.len() as u64;
                 continue;
             }
-            match sink.delete(&e.destination, &e.key).await {
-                Ok(()) => {
-                    self.ack(e.seq)?;
-                    report.replayed += 1;
+            let mut done = 0usize;
+            let mut batch = 1usize;
+            while done < entries.len() {
+                let chunk = &entries[done..(done + batch).min(entries.len())];
+                let results = futures_util::future::join_all(
+                    chunk.iter().map(|e| sink.delete(&e.destination, &e.key)),
+                )
+                .await;
+                let mut failed = false;
+                for (e, r) in chunk.iter().zip(results) {
+                    match r {
+                        Ok(()) => {
+                            self.ack(e.seq)?;
+                            self.replayed.fetch_add(1, Ordering::Relaxed);
+                            report.replayed += 1;
+                        }
+                        Err(why) => {
+                            tracing::debug!(
+                                "asynclog replay of seq {} to {} failed: {why}",
+                                e.seq,
+                                e.destination
+                            );
+                            report.failed += 1;
+                            failed = true;
+                        }
+                    }
                 }
-                Err(why) => {
-                    tracing::debug!(
-                        "asynclog replay of seq {} to {} failed: {why}",
-                        e.seq,
-                        e.destination
-                    );
-                    report.failed += 1;
-                    failed_dests.push(e.destination.clone());
+                done += chunk.len();
+                if failed {
+                    report.skipped += (entries.len() - done) as u64;
+                    break;
                 }
+                batch = REPLAY_BATCH;
             }
         }
         Ok(report)
     }
 }
+
+/// Deletes replayed to one destination at a time (pipelined on one connection).
+pub const REPLAY_BATCH: usize = 256;
 
 /// Backoff between replay passes after failures: doubles from `min` up to `max`, back to
 /// `min` after a pass with no failure.
@@ -399,6 +512,153 @@ impl Backoff {
         }
         self.current
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Router integration: spooling in the destination leaves, and the replayer thread.
+// ---------------------------------------------------------------------------------------
+
+/// The spool file inside `--async-dir`.
+pub const SPOOL_FILE: &str = "mcrouter.asynclog";
+
+/// Whether a failed delete is worth spooling: everything except the backend saying the
+/// request itself is bad (`CLIENT_ERROR`, `ERROR`), which a replay would not fix.
+pub fn should_spool(reply: &Reply) -> bool {
+    match reply.error_class() {
+        None => false,
+        Some(ErrorClass::RemoteError) => reply.bytes.starts_with(b"SERVER_ERROR"),
+        Some(_) => true,
+    }
+}
+
+/// Wrap a delete sent to `dest`: if it fails, spool it (fsynced) and answer as mcrouter
+/// does for an asynclogged delete (`NOT_FOUND` / `NF`). If the spool itself fails, the
+/// client gets the original error, so nothing is acknowledged that could be lost.
+pub fn spool_on_failure(
+    log: Arc<AsyncLog>,
+    dest: &str,
+    req: &Req,
+    fut: crate::route::RouteFuture,
+) -> crate::route::RouteFuture {
+    let dest = dest.to_string();
+    let key = req.routing_key().to_vec();
+    let spooled_reply = Reply::default_for(req);
+    Box::pin(async move {
+        let r = fut.await;
+        if !should_spool(&r) {
+            return r;
+        }
+        match tokio::task::spawn_blocking(move || log.append(&dest, &key)).await {
+            Ok(Ok(_)) => spooled_reply,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot spool a failed delete; answering the error");
+                r
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "spool task failed; answering the error");
+                r
+            }
+        }
+    })
+}
+
+/// The request a replay sends: `delete <key>`, or `md <base64> b` for a key that is not
+/// a valid text-protocol key.
+pub fn replay_request(key: &[u8]) -> Vec<u8> {
+    let text_ok = !key.is_empty()
+        && key.len() <= protocol::Limits::DEFAULT_MAX_KEY_LEN
+        && key.iter().all(|&b| b > b' ' && b != 0x7f);
+    if text_ok {
+        let mut v = Vec::with_capacity(key.len() + 9);
+        v.extend_from_slice(b"delete ");
+        v.extend_from_slice(key);
+        v.extend_from_slice(b"\r\n");
+        v
+    } else {
+        format!(
+            "md {} b\r\n",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        )
+        .into_bytes()
+    }
+}
+
+/// Replays to the router's destinations over the replayer's own connections.
+struct RouterSink {
+    shared: Arc<Shared>,
+    dests: WorkerDests,
+}
+
+impl DeleteSink for RouterSink {
+    fn healthy(&self, destination: &str) -> bool {
+        !self
+            .shared
+            .registry
+            .get_or_insert(destination)
+            .health
+            .is_tko()
+    }
+
+    async fn delete(&self, destination: &str, key: &[u8]) -> Result<(), String> {
+        let d = self.shared.registry.get_or_insert(destination);
+        let r = self.dests.send(&d, &replay_request(key), false).await;
+        match r.kind {
+            ReplyKind::Ok | ReplyKind::NotFound => Ok(()),
+            _ => Err(String::from_utf8_lossy(&r.bytes).trim_end().to_string()),
+        }
+    }
+}
+
+/// Start the replayer thread: it re-sends spooled deletes once their destination is
+/// healthy (passes back off from 100 ms to 2 s while destinations stay down) and sleeps
+/// while the spool is empty. Stops when `stop` is set.
+pub fn spawn_replayer(
+    shared: Arc<Shared>,
+    log: Arc<AsyncLog>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("mcrouter-asynclog".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the asynclog replayer");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let sink = RouterSink {
+                    dests: WorkerDests::new(shared.opts.dest),
+                    shared,
+                };
+                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+                while !stop.load(Ordering::Relaxed) {
+                    if log.backlog() == 0 {
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), log.wake.notified()).await;
+                        continue;
+                    }
+                    match log.replay_once(&sink).await {
+                        Ok(report) => {
+                            let wait = backoff.next(&report);
+                            if report.failed > 0 || report.skipped > 0 {
+                                tokio::time::sleep(wait).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "asynclog replay failed");
+                            tokio::time::sleep(backoff.max).await;
+                        }
+                    }
+                }
+            });
+        })
+        .map(|_| ())
 }
 
 #[cfg(test)]
@@ -556,6 +816,64 @@ mod tests {
         assert_eq!(r.replayed, 3);
         assert_eq!(log.backlog(), 0);
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn concurrent_appends_share_fsyncs_and_all_land() {
+        let p = temp("group");
+        let log = Arc::new(AsyncLog::open(&p).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    (0..100)
+                        .map(|i| log.append("a:1", format!("k{t}-{i}").as_bytes()).unwrap())
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=800).collect::<Vec<u64>>());
+        assert_eq!(log.spooled.load(Ordering::Relaxed), 800);
+        drop(log);
+        assert_eq!(AsyncLog::open(&p).unwrap().backlog(), 800);
+    }
+
+    #[test]
+    fn a_second_router_cannot_open_the_same_spool() {
+        let p = temp("lock");
+        let _first = AsyncLog::open(&p).unwrap();
+        let err = AsyncLog::open(&p).err().expect("locked");
+        assert!(matches!(err, AsyncLogError::Locked { .. }), "{err}");
+        drop(_first);
+        assert!(AsyncLog::open(&p).is_ok());
+    }
+
+    #[test]
+    fn what_is_spooled_and_how_it_is_replayed() {
+        use crate::reply::ErrorClass as C;
+        assert!(should_spool(&Reply::error(C::Timeout, "t")));
+        assert!(should_spool(&Reply::error(C::Tko, "t")));
+        assert!(should_spool(&Reply::error(C::ConnectError, "t")));
+        assert!(should_spool(&Reply::error(C::Busy, "t")));
+        assert!(should_spool(&Reply::error_static(
+            C::RemoteError,
+            b"SERVER_ERROR out of memory\r\n"
+        )));
+        assert!(!should_spool(&Reply::error_static(
+            C::RemoteError,
+            b"CLIENT_ERROR bad command line format\r\n"
+        )));
+        assert!(!should_spool(&Reply::default_for(
+            &Req::from_wire(b"delete k\r\n").unwrap()
+        )));
+        assert_eq!(replay_request(b"user:1"), b"delete user:1\r\n".to_vec());
+        assert_eq!(replay_request(&[0, 0xff]), b"md AP8= b\r\n".to_vec());
+        assert_eq!(replay_request(b"a b"), b"md YSBi b\r\n".to_vec());
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct Health {
     /// Counters for `stats` and admin.
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Write system calls (a pipelined batch is one).
+    pub writes: AtomicU64,
 }
 
 impl Health {
@@ -364,7 +366,10 @@ impl Conn {
                 },
                 w = wr.write(&wbuf[wpos..]), if want_write => match w {
                     Ok(0) => return (ErrorClass::LocalError, "write returned 0".into()),
-                    Ok(n) => wpos += n,
+                    Ok(n) => {
+                        wpos += n;
+                        self.shared.health.writes.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(e) => return (ErrorClass::LocalError, format!("write error: {e}")),
                 },
                 _ = self.notify.notified(), if !want_write => {}

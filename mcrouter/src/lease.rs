@@ -73,6 +73,14 @@ fn tokens() -> &'static Mutex<TokenMap> {
 
 /// Remember that `dest` (whose pool uses `mode`) issued `token` for `key`.
 pub fn remember(key: &[u8], token: u64, dest: &Arc<DestShared>, mode: LeaseMode) {
+    if crate::metrics::enabled() {
+        let event = if token <= HOT_MISS_TOKEN {
+            "hot_miss"
+        } else {
+            "issued"
+        };
+        metrics::counter!("mcrouter_lease_tokens_routed_total", "event" => event).increment(1);
+    }
     if token <= HOT_MISS_TOKEN {
         return;
     }

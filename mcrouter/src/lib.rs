@@ -30,6 +30,7 @@ pub mod coalesce;
 pub mod config;
 pub mod destination;
 pub mod hash;
+pub mod intake;
 pub mod lease;
 pub mod local;
 pub mod metrics;

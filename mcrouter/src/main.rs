@@ -54,6 +54,17 @@ struct Args {
     /// Turn off the local tier's default metrics listener.
     #[arg(long = "no-metrics")]
     no_metrics: bool,
+    /// Spool directory for deletes that could not reach a destination (asynclog): they
+    /// are written and fsynced there before the client is answered, and replayed once
+    /// the destination is back, also after a restart. Without it, such deletes are
+    /// answered with the error. One router per directory.
+    #[arg(long = "async-dir")]
+    async_dir: Option<PathBuf>,
+    /// Invalidation intake (for a database tailer such as mcsqueal): a listener that takes
+    /// pipelined `delete`s, batches them up to each `mn` and fans them out through the
+    /// route tree (port 0 picks one; printed as `invalidation intake on ADDR`).
+    #[arg(long = "invalidation-listen")]
+    invalidation_listen: Option<SocketAddr>,
     /// More logging (-v info, -vv debug).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -105,6 +116,8 @@ fn main() -> Result<()> {
         },
         max_client_outstanding: args.max_client_outstanding_reqs.max(1),
         config_file: config_file.clone(),
+        async_dir: args.async_dir.clone(),
+        intake_listen: args.invalidation_listen,
     };
     let (router, local) = match config_file {
         Some(_) => (
@@ -164,6 +177,9 @@ fn main() -> Result<()> {
     // second line).
     if let Some(m) = metrics_addr {
         writeln!(out, "metrics on http://{m}/metrics")?;
+    }
+    if let Some(a) = router.intake_addr() {
+        writeln!(out, "invalidation intake on {a}")?;
     }
     out.flush()?;
     drop(out);

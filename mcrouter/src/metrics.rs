@@ -86,6 +86,55 @@ pub fn describe() {
         "mcrouter_warmup_fills_total",
         "Adds a WarmUpRoute sent to its cold route after a warm hit, by result (stored, not_stored, error, held_off)"
     );
+    describe_counter!(
+        "mcrouter_intake_deletes_total",
+        "Deletes received on the invalidation intake (--invalidation-listen)"
+    );
+    describe_counter!(
+        "mcrouter_intake_batches_total",
+        "Batches of deletes the invalidation intake routed (each reaches a destination in one write)"
+    );
+    describe_counter!(
+        "mcrouter_asynclog_spooled_total",
+        "Deletes that could not reach a destination and were spooled to disk (asynclog)"
+    );
+    describe_counter!(
+        "mcrouter_asynclog_replayed_total",
+        "Spooled deletes replayed and acknowledged by their destination"
+    );
+    describe_counter!(
+        "mcrouter_asynclog_spool_errors_total",
+        "Failed deletes that could not be spooled (the client got the error)"
+    );
+    describe_gauge!(
+        "mcrouter_asynclog_backlog",
+        "Spooled deletes waiting to be replayed"
+    );
+    describe_counter!(
+        "mcrouter_destination_writes_total",
+        "Write system calls to a destination (a batch of pipelined requests is one write)"
+    );
+    describe_counter!(
+        "mcrouter_remote_marker_reads_total",
+        "Reads a RemoteMarkerRoute sent to the master region because the key carried a remote marker"
+    );
+    describe_histogram!(
+        "mcrouter_replication_lag_seconds",
+        Unit::Seconds,
+        "Time from routing a request to the acknowledgement of its asynchronous copies (AllAsyncRoute, AllInitialRoute's other children: cross-region replication)"
+    );
+    describe_counter!(
+        "mcrouter_replication_errors_total",
+        "Asynchronous copies (replication) that failed; failed deletes are also spooled when the asynclog is on"
+    );
+    describe_counter!(
+        "mcrouter_lease_tokens_routed_total",
+        "Lease-get misses passed through the router, by event: issued (a lease token the client may fill with lease-set) or hot_miss (another client holds the lease: wait and retry)"
+    );
+    describe_counter!(
+        "mcrouter_lease_sets_total",
+        "lease-set requests, by routing: issuer (sent to the server that issued the token) or unknown (token not remembered; routed by key)"
+    );
     describe_gauge!("mcrouter_connections", "Open client connections");
     describe_counter!("mcrouter_connections_total", "Client connections accepted");
     describe_gauge!(
@@ -200,6 +249,22 @@ impl RequestTimer {
     }
 }
 
+/// A background copy (the asynchronous children of `AllAsyncRoute` and
+/// `AllInitialRoute`: cross-region replication): with metrics on, its time to
+/// acknowledgement is the replication lag, and its failures are counted.
+pub fn replicated(fut: crate::route::RouteFuture) -> impl std::future::Future<Output = ()> {
+    let t = enabled().then(Instant::now);
+    async move {
+        let r = fut.await;
+        if let Some(t) = t {
+            metrics::histogram!("mcrouter_replication_lag_seconds").record(t.elapsed());
+            if r.is_error() {
+                metrics::counter!("mcrouter_replication_errors_total").increment(1);
+            }
+        }
+    }
+}
+
 /// Copy the router's counters into the recorder once a second until `stop`.
 pub fn spawn_collector(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> io::Result<()> {
     std::thread::Builder::new()
@@ -240,8 +305,29 @@ impl Collector {
         counter!("mcrouter_config_reload_failures_total").absolute(l(&st.config_failures));
         gauge!("mcrouter_config_last_success_timestamp_seconds")
             .set(l(&st.config_last_success) as f64);
+        // Event counters incremented where the event happens: registered at zero so
+        // dashboards and rules see the series before the first event.
+        counter!("mcrouter_gutter_failovers_total").increment(0);
+        counter!("mcrouter_replication_errors_total").increment(0);
+        counter!("mcrouter_remote_marker_reads_total").increment(0);
+        for result in ["cold_hit", "warm_hit", "miss"] {
+            counter!("mcrouter_warmup_gets_total", "result" => result).increment(0);
+        }
+        for event in ["issued", "hot_miss"] {
+            counter!("mcrouter_lease_tokens_routed_total", "event" => event).increment(0);
+        }
+        counter!("mcrouter_intake_deletes_total").absolute(l(&st.intake_deletes));
+        counter!("mcrouter_intake_batches_total").absolute(l(&st.intake_batches));
+        if let Some(log) = &sh.asynclog {
+            counter!("mcrouter_asynclog_spooled_total").absolute(l(&log.spooled));
+            counter!("mcrouter_asynclog_replayed_total").absolute(l(&log.replayed));
+            counter!("mcrouter_asynclog_spool_errors_total").absolute(l(&log.spool_errors));
+            gauge!("mcrouter_asynclog_backlog").set(log.backlog() as f64);
+        }
         for d in sh.registry.all() {
             let dest = d.addr.clone();
+            counter!("mcrouter_destination_writes_total", "destination" => dest.clone())
+                .absolute(l(&d.health.writes));
             counter!("mcrouter_destination_requests_total", "destination" => dest.clone())
                 .absolute(l(&d.health.requests));
             counter!("mcrouter_destination_errors_total", "destination" => dest.clone())

@@ -33,7 +33,7 @@ use crate::stats::Stats;
 /// Run a worker: accept connections from `rx` until it closes.
 pub fn run_worker(
     shared: Arc<Shared>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, crate::server::Listener)>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -49,15 +49,25 @@ pub fn run_worker(
     let ctx = Rc::new(Ctx {
         dests: WorkerDests::new(shared.opts.dest),
         coalesce: Default::default(),
+        asynclog: shared.asynclog.clone(),
     });
     local.block_on(&rt, async move {
-        while let Some(std_stream) = rx.recv().await {
+        while let Some((std_stream, kind)) = rx.recv().await {
             let _ = std_stream.set_nonblocking(true);
             let _ = std_stream.set_nodelay(true);
             match TcpStream::from_std(std_stream) {
-                Ok(s) => {
-                    tokio::task::spawn_local(client(s, shared.clone(), ctx.clone()));
-                }
+                Ok(s) => match kind {
+                    crate::server::Listener::Client => {
+                        tokio::task::spawn_local(client(s, shared.clone(), ctx.clone()));
+                    }
+                    crate::server::Listener::Intake => {
+                        tokio::task::spawn_local(crate::intake::client(
+                            s,
+                            shared.clone(),
+                            ctx.clone(),
+                        ));
+                    }
+                },
                 Err(e) => tracing::warn!(error = %e, "cannot register a client connection"),
             }
         }

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use crate::asynclog::{AsyncLog, AsyncLogError};
 use crate::config::{Config, ConfigError};
 use crate::destination::{DestOptions, Registry};
 use crate::stats::{unix_now, Stats};
@@ -30,6 +31,11 @@ pub struct Options {
     /// Requests in flight per client connection before the router stops reading from it.
     pub max_client_outstanding: usize,
     pub config_file: Option<PathBuf>,
+    /// Spool directory for deletes that could not be delivered (`--async-dir`); the
+    /// asynclog is off without one.
+    pub async_dir: Option<PathBuf>,
+    /// Invalidation intake listener (`--invalidation-listen`).
+    pub intake_listen: Option<SocketAddr>,
 }
 
 impl Options {
@@ -40,7 +46,7 @@ impl Options {
     pub fn describe(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         format!(
-            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nconfig_file {}",
+            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}",
             listen.join(","),
             self.num_proxies,
             self.dest.server_timeout.as_millis(),
@@ -51,6 +57,13 @@ impl Options {
             self.config_file
                 .as_ref()
                 .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            self.async_dir
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            self.intake_listen
+                .map(|a| a.to_string())
                 .unwrap_or_default(),
         )
     }
@@ -64,6 +77,8 @@ impl Default for Options {
             dest: DestOptions::default(),
             max_client_outstanding: Self::DEFAULT_MAX_CLIENT_OUTSTANDING,
             config_file: None,
+            async_dir: None,
+            intake_listen: None,
         }
     }
 }
@@ -83,8 +98,19 @@ pub enum StartError {
         name: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    AsyncLog(#[from] AsyncLogError),
     #[error("cannot watch config file {path}: {msg}")]
     Watch { path: String, msg: String },
+}
+
+/// Which listener a connection came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// A memcached client.
+    Client,
+    /// The invalidation intake (see [`crate::intake`]).
+    Intake,
 }
 
 /// State shared by every worker.
@@ -93,6 +119,8 @@ pub struct Shared {
     pub registry: Registry,
     pub stats: Stats,
     pub opts: Options,
+    /// The delete spool (`--async-dir`).
+    pub asynclog: Option<Arc<AsyncLog>>,
     /// The text of the last config file that failed to load (not retried until it changes).
     last_failed: parking_lot::Mutex<String>,
 }
@@ -103,7 +131,20 @@ impl Shared {
         let cfg = self.config.load();
         let servers = crate::route::all_destinations(&(cfg.root.clone() as crate::route::RouteRef));
         let tko = servers.iter().filter(|d| d.health.is_tko()).count();
+        let (spooled, replayed, backlog, spool_errors) = match &self.asynclog {
+            Some(l) => (
+                l.spooled.load(Ordering::Relaxed),
+                l.replayed.load(Ordering::Relaxed),
+                l.backlog() as u64,
+                l.spool_errors.load(Ordering::Relaxed),
+            ),
+            None => (0, 0, 0, 0),
+        };
         self.stats.render(&[
+            ("asynclog_spooled", spooled.to_string()),
+            ("asynclog_replayed", replayed.to_string()),
+            ("asynclog_backlog", backlog.to_string()),
+            ("asynclog_spool_errors", spool_errors.to_string()),
             ("num_servers", servers.len().to_string()),
             ("num_servers_tko", tko.to_string()),
             ("num_proxies", self.opts.num_proxies.to_string()),
@@ -151,6 +192,7 @@ impl Shared {
 pub struct Router {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
+    intake_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
 }
 
@@ -177,18 +219,36 @@ impl Router {
     ) -> Result<Router, StartError> {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
+        let bind = |addr: &SocketAddr| -> Result<(TcpListener, SocketAddr), StartError> {
+            let err = |source| StartError::Listen {
+                addr: *addr,
+                source,
+            };
+            let l = TcpListener::bind(addr).map_err(err)?;
+            let bound = l.local_addr().map_err(err)?;
+            Ok((l, bound))
+        };
         for addr in &opts.listen {
-            let l = TcpListener::bind(addr).map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?;
-            addrs.push(l.local_addr().map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?);
-            listeners.push(l);
+            let (l, bound) = bind(addr)?;
+            addrs.push(bound);
+            listeners.push((l, Listener::Client));
         }
+        let intake_addr = match &opts.intake_listen {
+            Some(addr) => {
+                let (l, bound) = bind(addr)?;
+                listeners.push((l, Listener::Intake));
+                Some(bound)
+            }
+            None => None,
+        };
+        let asynclog = match &opts.async_dir {
+            Some(dir) => Some(Arc::new(AsyncLog::open(
+                dir.join(crate::asynclog::SPOOL_FILE),
+            )?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            asynclog,
             config: ArcSwap::from_pointee(config),
             registry,
             stats: Stats::default(),
@@ -205,7 +265,7 @@ impl Router {
             })?;
             senders.push(tx);
         }
-        for (i, l) in listeners.into_iter().enumerate() {
+        for (i, (l, kind)) in listeners.into_iter().enumerate() {
             let senders = senders.clone();
             let stop = stop.clone();
             spawn(format!("mcrouter-accept-{i}"), move || {
@@ -216,7 +276,7 @@ impl Router {
                     }
                     match conn {
                         Ok(s) => {
-                            let _ = senders[next % senders.len()].send(s);
+                            let _ = senders[next % senders.len()].send((s, kind));
                             next = next.wrapping_add(1);
                         }
                         Err(e) => {
@@ -230,9 +290,18 @@ impl Router {
         if let Some(path) = shared.opts.config_file.clone() {
             watch(shared.clone(), path, stop.clone())?;
         }
+        if let Some(log) = shared.asynclog.clone() {
+            crate::asynclog::spawn_replayer(shared.clone(), log, stop.clone()).map_err(
+                |source| StartError::Thread {
+                    name: "mcrouter-asynclog".into(),
+                    source,
+                },
+            )?;
+        }
         Ok(Router {
             shared,
             addrs,
+            intake_addr,
             stop,
         })
     }
@@ -240,6 +309,11 @@ impl Router {
     /// The bound listen addresses (ports resolved when `-p 0`).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The invalidation intake's bound address (`--invalidation-listen`).
+    pub fn intake_addr(&self) -> Option<SocketAddr> {
+        self.intake_addr
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -273,7 +347,7 @@ impl Router {
     /// Stop accepting new connections and watching the config.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        for a in &self.addrs {
+        for a in self.addrs.iter().chain(self.intake_addr.iter()) {
             // Wake the blocking accept loop.
             let _ = std::net::TcpStream::connect_timeout(a, Duration::from_millis(100));
         }

@@ -27,6 +27,9 @@ pub struct Stats {
     pub config_reloads: AtomicU64,
     pub config_failures: AtomicU64,
     pub config_last_success: AtomicU64,
+    /// Deletes received on the invalidation intake, and the batches they came in.
+    pub intake_deletes: AtomicU64,
+    pub intake_batches: AtomicU64,
 }
 
 impl Default for Stats {
@@ -48,6 +51,8 @@ impl Default for Stats {
             config_reloads: AtomicU64::new(0),
             config_failures: AtomicU64::new(0),
             config_last_success: AtomicU64::new(now),
+            intake_deletes: AtomicU64::new(0),
+            intake_batches: AtomicU64::new(0),
         }
     }
 }
@@ -103,6 +108,8 @@ impl Stats {
             ("config_reloads", g(&self.config_reloads)),
             ("config_failures", g(&self.config_failures)),
             ("config_last_success", g(&self.config_last_success)),
+            ("intake_deletes", g(&self.intake_deletes)),
+            ("intake_batches", g(&self.intake_batches)),
             (
                 "coalesced_requests",
                 crate::coalesce::coalesced().to_string(),

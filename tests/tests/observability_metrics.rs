@@ -11,7 +11,7 @@ use e2e_tests::observability_support::{
 
 /// Start a cache-server and the local tier (router + in-process cache servers), drive a
 /// little load through both, and scrape until every histogram has samples.
-fn scraped() -> Result<(Exposition, Exposition)> {
+fn scraped() -> Result<(Exposition, Exposition, Exposition)> {
     let cs = MetricsServer::start("cache-server", &["-p", "0", "-t", "2"])?;
     let router = MetricsServer::start("mcrouter", &["-p", "0"])?;
     drive_load(cs.server.addr(), 50)?;
@@ -29,6 +29,35 @@ fn scraped() -> Result<(Exposition, Exposition)> {
         )
         .then_some(e))
     })?;
+    // A router with asynchronous replication and an asynclog (what the local tier does
+    // not have), so the replication and asynclog series exist.
+    let dir = e2e_tests::router_support::TempDir::new("obs-repl")?;
+    let cfg = dir.write(
+        "router.json",
+        &format!(
+            "{{\"pools\": {{\"A\": {{\"servers\": [\"{s}\"]}}, \"B\": {{\"servers\": [\"{s}\"], \"hash\": {{\"salt\": \"b\"}}}}}},
+              \"route\": {{\"type\": \"AllInitialRoute\", \"children\": [\"PoolRoute|A\", \"PoolRoute|B\"]}}}}",
+            s = cs.server.addr()
+        ),
+    )?;
+    let (cfg, spool) = (cfg.display().to_string(), dir.path().join("spool"));
+    let spool = spool.display().to_string();
+    let replicating = MetricsServer::start(
+        "mcrouter",
+        &["-p", "0", "--config-file", &cfg, "--async-dir", &spool],
+    )?;
+    drive_load(replicating.server.addr(), 20)?;
+    let c = poll(Duration::from_secs(10), || {
+        let e = replicating.scrape()?;
+        Ok(want(
+            &e,
+            &[
+                "mcrouter_replication_lag_seconds_count",
+                "mcrouter_requests_total",
+            ],
+        )
+        .then_some(e))
+    })?;
     let b = poll(Duration::from_secs(10), || {
         let e = router.scrape()?;
         Ok(want(
@@ -42,17 +71,20 @@ fn scraped() -> Result<(Exposition, Exposition)> {
         )
         .then_some(e))
     })?;
-    Ok((a, b))
+    Ok((a, b, c))
 }
 
 #[test]
 fn metrics_are_described_once_and_follow_the_naming_rules() -> Result<()> {
-    let (cs, router) = scraped()?;
+    let (cs, router, replicating) = scraped()?;
     cs.check(&["cache_server_"]).context("cache-server")?;
     // The local tier also serves its in-process cache servers' series.
     router
         .check(&["mcrouter_", "cache_server_"])
         .context("mcrouter")?;
+    replicating
+        .check(&["mcrouter_"])
+        .context("mcrouter with replication and asynclog")?;
     for name in [
         "cache_server_commands_total",
         "cache_server_command_results_total",
@@ -110,10 +142,12 @@ fn shipped_files() -> Result<Vec<(String, String)>> {
 
 #[test]
 fn dashboards_and_rules_use_only_exported_metrics() -> Result<()> {
-    let (cs, router) = scraped()?;
+    let (cs, router, replicating) = scraped()?;
     let exported: BTreeSet<String> = cs
         .series_names
-        .union(&router.series_names)
+        .iter()
+        .chain(&router.series_names)
+        .chain(&replicating.series_names)
         .cloned()
         .collect();
     let mut missing = Vec::new();

@@ -30,8 +30,7 @@ impl Route for AllAsyncRoute {
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
         let default = Reply::default_for(&req);
         for c in &self.children {
-            let f = c.route(req.clone(), ctx);
-            tokio::task::spawn_local(f);
+            tokio::task::spawn_local(crate::metrics::replicated(c.route(req.clone(), ctx)));
         }
         ready(default)
     }

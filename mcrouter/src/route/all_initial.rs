@@ -29,7 +29,7 @@ impl Route for AllInitialRoute {
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
         let first = self.children[0].route(req.clone(), ctx);
         for c in &self.children[1..] {
-            tokio::task::spawn_local(c.route(req.clone(), ctx));
+            tokio::task::spawn_local(crate::metrics::replicated(c.route(req.clone(), ctx)));
         }
         first
     }

@@ -2,7 +2,8 @@
 //! pipelined connections (mcrouter builds these for every server of a pool).
 //!
 //! Config: `{"type": "DestinationRoute", "server": "host:port"}` or `"DestinationRoute|host:port"`;
-//! options `"coalesce": false` (see [`crate::coalesce`]) and `"lease_mode": "native"|"meta"`,
+//! options `"asynclog": false` (failed deletes are not spooled, see [`crate::asynclog`]),
+//! `"coalesce": false` (see [`crate::coalesce`]) and `"lease_mode": "native"|"meta"`,
 //! `"lease_ttl": N` (see [`crate::lease`]). Pools take the same options for all their servers.
 //!
 //! Leaves are where the router's per-key bookkeeping happens, because a leaf is "one key on
@@ -30,6 +31,9 @@ pub struct LeafOptions {
     /// Merge identical in-flight reads (default on).
     pub coalesce: bool,
     pub lease_mode: LeaseMode,
+    /// Spool deletes that fail to the asynclog (default on, as in mcrouter; the router
+    /// needs `--async-dir`).
+    pub asynclog: bool,
 }
 
 impl Default for LeafOptions {
@@ -37,6 +41,7 @@ impl Default for LeafOptions {
         LeafOptions {
             coalesce: true,
             lease_mode: LeaseMode::Native,
+            asynclog: true,
         }
     }
 }
@@ -52,6 +57,11 @@ impl LeafOptions {
             return Ok(o);
         };
         let at = |f: &str| super::join(path, f);
+        if let Some(v) = obj.get("asynclog") {
+            o.asynclog = v
+                .as_bool()
+                .ok_or_else(|| ConfigError::at(at("asynclog"), "expected true or false"))?;
+        }
         if let Some(v) = obj.get("coalesce") {
             o.coalesce = v
                 .as_bool()
@@ -146,8 +156,12 @@ impl DestinationRoute {
         else {
             return self.send(req, ctx);
         };
-        let (dest, mode) =
-            lease::issuer(key, token).unwrap_or((self.dest.clone(), self.opts.lease_mode));
+        let found = lease::issuer(key, token);
+        if crate::metrics::enabled() {
+            let routing = if found.is_some() { "issuer" } else { "unknown" };
+            metrics::counter!("mcrouter_lease_sets_total", "routing" => routing).increment(1);
+        }
+        let (dest, mode) = found.unwrap_or((self.dest.clone(), self.opts.lease_mode));
         ctx.coalesce.write_passed(dest.id, key);
         match mode {
             LeaseMode::Native => Box::pin(ctx.dests.send(&dest, req.raw(), false)),
@@ -170,7 +184,17 @@ impl Route for DestinationRoute {
         if op == Op::LeaseSet {
             return self.lease_set(&req, ctx);
         }
-        if op.is_update() || op.is_delete() {
+        if op.is_delete() {
+            ctx.coalesce.write_passed(self.dest.id, req.routing_key());
+            let fut = self.send(&req, ctx);
+            return match &ctx.asynclog {
+                Some(log) if self.opts.asynclog => {
+                    crate::asynclog::spool_on_failure(log.clone(), &self.dest.addr, &req, fut)
+                }
+                _ => fut,
+            };
+        }
+        if op.is_update() {
             ctx.coalesce.write_passed(self.dest.id, req.routing_key());
         } else if self.opts.coalesce && Coalescer::eligible(&req) {
             return Coalescer::join_or_send(ctx, self.dest.id, &req, || self.send(&req, ctx));

@@ -50,6 +50,7 @@ pub mod pool;
 pub mod prefix_selector;
 pub mod random;
 pub mod rate_limit;
+pub mod remote_marker;
 pub mod root;
 pub mod shadow;
 pub mod warm_up;
@@ -68,6 +69,8 @@ pub struct Ctx {
     pub dests: WorkerDests,
     /// This worker's in-flight reads (see [`crate::coalesce`]).
     pub coalesce: crate::coalesce::Coalescer,
+    /// The router's spool for failed deletes (`--async-dir`); `None` when off.
+    pub asynclog: Option<Arc<crate::asynclog::AsyncLog>>,
 }
 
 /// A node of the route tree.
@@ -306,6 +309,7 @@ pub const ROUTE_TYPES: &[&str] = &[
     "NullRoute",
     "DestinationRoute",
     "WarmUpRoute",
+    "RemoteMarkerRoute",
 ];
 
 /// Build a route of a known type.
@@ -333,6 +337,7 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "NullRoute" => null::build(node, b),
         "DestinationRoute" => destination::build(node, b),
         "WarmUpRoute" => warm_up::build(node, b),
+        "RemoteMarkerRoute" => remote_marker::build(node, b),
         other => Err(ConfigError::at(
             node.path.clone(),
             format!("unknown route type {other:?}"),

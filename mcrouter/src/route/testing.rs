@@ -98,6 +98,7 @@ where
     let ctx = Rc::new(Ctx {
         dests: WorkerDests::new(DestOptions::default()),
         coalesce: Default::default(),
+        asynclog: None,
     });
     local.block_on(&rt, f(ctx));
 }
