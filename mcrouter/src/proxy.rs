@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use crate::admin;
 use crate::destination::WorkerDests;
 use crate::reply::{quiet_suppressed, ErrorClass, Reply, ReplyKind};
-use crate::request::{Classified, LocalCmd, Op, Req};
+use crate::request::{Classified, LocalCmd, Op, Req, StatsGroup};
 use crate::route::{all_destinations, join_all, ready, worst, Ctx, Route, RouteFuture, RouteRef};
 use crate::server::Shared;
 use crate::stats::Stats;
@@ -332,7 +332,9 @@ fn local(cmd: LocalCmd, shared: &Arc<Shared>, closing: &mut bool) -> Bytes {
             *closing = true;
             Bytes::new()
         }
-        LocalCmd::Stats => Bytes::from(shared.stats_reply()),
+        LocalCmd::Stats(StatsGroup::General) => Bytes::from(shared.stats_reply()),
+        LocalCmd::Stats(StatsGroup::Servers) => Bytes::from(shared.servers_reply()),
+        LocalCmd::Stats(StatsGroup::Unknown) => Bytes::from_static(b"ERROR\r\n"),
         LocalCmd::Unsupported => {
             Bytes::from_static(b"SERVER_ERROR Command not supported by mcrouter\r\n")
         }

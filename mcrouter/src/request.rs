@@ -205,8 +205,19 @@ pub enum LocalCmd {
     Verbosity { noreply: bool },
     MetaNoop,
     Quit,
-    Stats,
+    Stats(StatsGroup),
     Unsupported,
+}
+
+/// What `stats [group]` asks the router for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsGroup {
+    /// `stats`, `stats all`, `stats detailed`: the router's own counters.
+    General,
+    /// `stats servers`: one line per destination.
+    Servers,
+    /// Anything else: `ERROR`, as memcached answers an unknown group.
+    Unknown,
 }
 
 fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
@@ -252,7 +263,14 @@ impl Req {
             }
             Request::MetaNoop => return Classified::Local(LocalCmd::MetaNoop),
             Request::Quit => return Classified::Local(LocalCmd::Quit),
-            Request::Stats { .. } => return Classified::Local(LocalCmd::Stats),
+            Request::Stats { args } => {
+                let group = match args.trim_ascii() {
+                    b"" | b"all" | b"detailed" => StatsGroup::General,
+                    b"servers" => StatsGroup::Servers,
+                    _ => StatsGroup::Unknown,
+                };
+                return Classified::Local(LocalCmd::Stats(group));
+            }
             Request::Shutdown { .. }
             | Request::CacheMemlimit { .. }
             | Request::Slabs(_)

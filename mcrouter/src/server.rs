@@ -159,6 +159,29 @@ impl Shared {
         ])
     }
 
+    /// The `stats servers` reply: one line per destination of the current config,
+    /// `STAT <host:port> state:<up|tko> requests:<n> errors:<n> writes:<n>`.
+    pub fn servers_reply(&self) -> Vec<u8> {
+        let cfg = self.config.load();
+        let mut out = Vec::new();
+        for d in crate::route::all_destinations(&(cfg.root.clone() as crate::route::RouteRef)) {
+            let h = &d.health;
+            out.extend_from_slice(
+                format!(
+                    "STAT {} state:{} requests:{} errors:{} writes:{}\r\n",
+                    d.addr,
+                    if h.is_tko() { "tko" } else { "up" },
+                    h.requests.load(Ordering::Relaxed),
+                    h.errors.load(Ordering::Relaxed),
+                    h.writes.load(Ordering::Relaxed),
+                )
+                .as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"END\r\n");
+        out
+    }
+
     /// Reload the config file; keeps the old config on error.
     pub fn reload(&self) -> Result<bool, ConfigError> {
         let Some(path) = &self.opts.config_file else {

@@ -350,6 +350,16 @@ fn killed_backend_fails_only_its_keys_then_recovers() -> Result<()> {
     let r = c.call(&format!("get {}\r\n", keys.join(" ")))?;
     let live = owner.iter().filter(|o| **o != dead).count();
     assert_eq!(r.matches("VALUE ").count(), live);
+    // `stats servers` shows the dead one as TKO, the others up, with their counters.
+    let servers_stats = c.call("stats servers\r\n")?;
+    let lines: Vec<&str> = servers_stats.lines().collect();
+    assert_eq!(lines.len(), 4, "{servers_stats}");
+    for l in &lines[..3] {
+        let up = !l.starts_with(&format!("STAT {dead} "));
+        let want = if up { "state:up" } else { "state:tko" };
+        assert!(l.contains(want) && l.contains(" requests:"), "{l}");
+    }
+    assert_eq!(c.call("stats nonsense\r\n")?, "ERROR\r\n");
     let restarted = Memcached::start_on(victim_addr)?;
     let dead_key = keys
         .iter()
