@@ -16,6 +16,9 @@
 //!   first, then pipelined batches of [`REPLAY_BATCH`]; passes back off from 100 ms to 2 s
 //!   while destinations stay down. A delete leaves the spool only when the destination
 //!   answers `DELETED`/`NOT_FOUND` (`HD`/`NF`).
+//! - At most `--asynclog-max-backlog` deletes (default [`DEFAULT_MAX_BACKLOG`]) are held:
+//!   the index of pending deletes lives in memory, so beyond the cap a failed delete gets
+//!   its error (the client knows it was not done) rather than growing the router.
 //! - `stats` shows `asynclog_spooled`, `asynclog_replayed`, `asynclog_backlog` and
 //!   `asynclog_spool_errors`; the same are Prometheus metrics.
 //!
@@ -70,6 +73,8 @@ pub enum AsyncLogError {
     },
     #[error("asynclog {path}: in use by another process (give each router its own --async-dir)")]
     Locked { path: PathBuf },
+    #[error("asynclog {path}: backlog full ({max} deletes spooled; see --asynclog-max-backlog)")]
+    Full { path: PathBuf, max: usize },
     #[error("asynclog {path}: line {line}: {reason}")]
     Corrupt {
         path: PathBuf,
@@ -128,9 +133,16 @@ pub struct AsyncLog {
     pub spooled: AtomicU64,
     /// Spooled deletes acknowledged by their destination since start.
     pub replayed: AtomicU64,
-    /// Deletes that could not be spooled (disk errors): their clients got the error.
+    /// Deletes that could not be spooled (disk errors, backlog full): their clients got
+    /// the error.
     pub spool_errors: AtomicU64,
+    /// Most deletes held (their index lives in memory); beyond, failed deletes are answered
+    /// with their error instead of being spooled.
+    max_backlog: usize,
 }
+
+/// Default cap of spooled deletes (about 150 MB of index in memory at the cap).
+pub const DEFAULT_MAX_BACKLOG: usize = 1_000_000;
 
 /// What one replay pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -179,8 +191,18 @@ fn now_unix() -> u64 {
 }
 
 impl AsyncLog {
-    /// Open (or create) the spool at `path`, loading the deletes still pending.
+    /// Open (or create) the spool at `path`, loading the deletes still pending, with the
+    /// default backlog cap.
     pub fn open(path: impl AsRef<Path>) -> Result<AsyncLog, AsyncLogError> {
+        Self::open_with_cap(path, DEFAULT_MAX_BACKLOG)
+    }
+
+    /// Open with at most `max_backlog` pending deletes (a spool found bigger at start is
+    /// kept whole; only new appends are refused until it drains below the cap).
+    pub fn open_with_cap(
+        path: impl AsRef<Path>,
+        max_backlog: usize,
+    ) -> Result<AsyncLog, AsyncLogError> {
         let path = path.as_ref().to_path_buf();
         let io_err = |source| AsyncLogError::Io {
             path: path.clone(),
@@ -291,6 +313,7 @@ impl AsyncLog {
             spooled: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             spool_errors: AtomicU64::new(0),
+            max_backlog: max_backlog.max(1),
         })
     }
 
@@ -326,6 +349,12 @@ impl AsyncLog {
     fn append_inner(&self, destination: &str, key: &[u8]) -> Result<u64, AsyncLogError> {
         let seq = {
             let mut g = self.inner.lock();
+            if g.pending.len() >= self.max_backlog {
+                return Err(AsyncLogError::Full {
+                    path: self.path.clone(),
+                    max: self.max_backlog,
+                });
+            }
             let seq = g.next_seq;
             let time = now_unix();
             let mut line = record_line(seq, time, destination, key);
@@ -841,6 +870,20 @@ mod tests {
         assert_eq!(log.spooled.load(Ordering::Relaxed), 800);
         drop(log);
         assert_eq!(AsyncLog::open(&p).unwrap().backlog(), 800);
+    }
+
+    #[test]
+    fn a_full_backlog_refuses_new_deletes_until_it_drains() {
+        let p = temp("full");
+        let log = AsyncLog::open_with_cap(&p, 3).unwrap();
+        for k in ["a", "b", "c"] {
+            log.append("d:1", k.as_bytes()).unwrap();
+        }
+        let err = log.append("d:1", b"x").err().expect("full");
+        assert!(matches!(err, AsyncLogError::Full { max: 3, .. }), "{err}");
+        assert_eq!(log.spool_errors.load(Ordering::Relaxed), 1);
+        log.ack(1).unwrap();
+        assert_eq!(log.append("d:1", b"x").unwrap(), 4);
     }
 
     #[test]

@@ -60,6 +60,10 @@ struct Args {
     /// answered with the error. One router per directory.
     #[arg(long = "async-dir")]
     async_dir: Option<PathBuf>,
+    /// Most deletes the asynclog spools (their index is kept in memory, ~150 bytes
+    /// each); beyond that, a delete that cannot be delivered is answered with its error.
+    #[arg(long = "asynclog-max-backlog", default_value_t = mcrouter::asynclog::DEFAULT_MAX_BACKLOG)]
+    asynclog_max_backlog: usize,
     /// Invalidation intake (for a database tailer such as mcsqueal): a listener that takes
     /// pipelined `delete`s, batches them up to each `mn` and fans them out through the
     /// route tree (port 0 picks one; printed as `invalidation intake on ADDR`).
@@ -118,6 +122,7 @@ fn main() -> Result<()> {
         config_file: config_file.clone(),
         async_dir: args.async_dir.clone(),
         intake_listen: args.invalidation_listen,
+        asynclog_max_backlog: args.asynclog_max_backlog.max(1),
     };
     let (router, local) = match config_file {
         Some(_) => (

@@ -36,6 +36,8 @@ pub struct Options {
     pub async_dir: Option<PathBuf>,
     /// Invalidation intake listener (`--invalidation-listen`).
     pub intake_listen: Option<SocketAddr>,
+    /// Most deletes the asynclog holds (`--asynclog-max-backlog`).
+    pub asynclog_max_backlog: usize,
 }
 
 impl Options {
@@ -79,6 +81,7 @@ impl Default for Options {
             config_file: None,
             async_dir: None,
             intake_listen: None,
+            asynclog_max_backlog: crate::asynclog::DEFAULT_MAX_BACKLOG,
         }
     }
 }
@@ -265,8 +268,9 @@ impl Router {
             None => None,
         };
         let asynclog = match &opts.async_dir {
-            Some(dir) => Some(Arc::new(AsyncLog::open(
+            Some(dir) => Some(Arc::new(AsyncLog::open_with_cap(
                 dir.join(crate::asynclog::SPOOL_FILE),
+                opts.asynclog_max_backlog,
             )?)),
             None => None,
         };
