@@ -5,6 +5,11 @@
 //! stops growing past [`OUTPUT_HIGH_WATER`] because no further request is executed (and
 //! nothing more read) until the client has drained it. A slow reader therefore holds back
 //! only itself. Buffers shrink back after a large value has passed.
+//!
+//! `lru_crawler metadump`/`mgdump` replies are not built whole: the connection keeps a
+//! [`Dump`] cursor and refills its output buffer a stretch at a time whenever it drains
+//! below the high-water mark, so a dump of millions of items needs no more memory than any
+//! other reply. Requests pipelined behind a dump wait for it to end.
 
 use std::io::{self, Read as _, Write};
 use std::net::SocketAddr;
@@ -14,8 +19,9 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use protocol::{parse_request, ErrorKind};
+use protocol::{parse_request, ErrorKind, LruCrawlerCommand, Request};
 
+use crate::dump::{self, Dump, DumpKind};
 use crate::exec::{execute, Outcome};
 use crate::metrics::LatencyRecorder;
 use crate::server::Shared;
@@ -32,6 +38,9 @@ const MAX_READ_CHUNK: usize = 1024 * 1024;
 pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// Buffers larger than this are shrunk once empty.
 const SHRINK_ABOVE: usize = 256 * 1024;
+/// Dump output produced in one [`Conn::drive`] call to a client that keeps up, before the
+/// worker turns to its other connections ([`Drive::Yield`]).
+const DUMP_BYTES_PER_DRIVE: usize = 4 * 1024 * 1024;
 
 /// What one read did.
 enum Read {
@@ -45,8 +54,12 @@ enum Read {
 /// Whether the connection stays open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drive {
+    /// Wait for the next readiness event.
     Keep,
     Close,
+    /// More work is ready without any event coming (a dump to a client that keeps up):
+    /// drive again after the worker's other connections had their turn.
+    Yield,
 }
 
 pub struct Conn {
@@ -63,6 +76,20 @@ pub struct Conn {
     swallow: usize,
     /// Close once the output is flushed (`quit`, fatal parse error, EOF).
     closing: bool,
+    /// The client closed its side: answer what was received, then close.
+    eof: bool,
+    /// A `lru_crawler metadump`/`mgdump` being streamed.
+    dump: Option<Dump>,
+    /// Replies of this batch are queued that memcached would not have flushed yet: a dump
+    /// requested now is refused ("cannot pipeline"). Cleared by get-type commands and `mn`
+    /// (memcached writes out everything after them) and when the input runs dry.
+    pipelined: bool,
+    /// Dump bytes produced in the current `drive` call.
+    dumped: usize,
+    /// `process` stopped at the output high-water mark with input left to parse: once the
+    /// output drains it must run again without waiting for a readable event (all the input
+    /// may already be buffered, and then none comes).
+    backlog: bool,
 }
 
 impl Conn {
@@ -88,6 +115,11 @@ impl Conn {
             wpos: 0,
             swallow: 0,
             closing: false,
+            eof: false,
+            dump: None,
+            pipelined: false,
+            dumped: 0,
+            backlog: false,
         })
     }
 
@@ -100,8 +132,9 @@ impl Conn {
         now - self.last_cmd.load(Ordering::Relaxed)
     }
 
+    /// Output waits to be written, or a dump has more to produce.
     pub fn has_pending_output(&self) -> bool {
-        self.wpos < self.wbuf.len()
+        self.wpos < self.wbuf.len() || self.dump.is_some()
     }
 
     fn pending_output(&self) -> usize {
@@ -109,11 +142,16 @@ impl Conn {
     }
 
     /// Make progress on everything the socket allows: read, execute, write. Edge-triggered:
-    /// returns only when reading or writing would block (or the connection is done).
+    /// returns only when reading or writing would block (or the connection is done), or
+    /// with [`Drive::Yield`] when a dump could go on but others should have a turn.
     ///
     /// `timing` (with metrics on): this worker's latency recorder and when its event loop
     /// woke up for the readiness being handled.
     pub fn drive(&mut self, sh: &Shared, ts: &ThreadStats, timing: Timing<'_>) -> Drive {
+        self.dumped = 0;
+        // The last read got less than it asked for: the socket is empty, and with
+        // edge-triggered epoll any later arrival raises a new event.
+        let mut socket_empty = false;
         loop {
             // 1. Execute what is buffered (bounded by the output high-water mark).
             self.process(sh, ts, timing);
@@ -132,25 +170,38 @@ impl Conn {
             if self.pending_output() >= OUTPUT_HIGH_WATER {
                 return Drive::Keep; // the client must read first
             }
+            if self.backlog {
+                continue; // buffered requests first
+            }
+            if self.dump.is_some() {
+                if self.pending_output() > 0 {
+                    // The socket is full: its writable event resumes the dump.
+                    return Drive::Keep;
+                }
+                // The socket took everything: no event will come, produce more now.
+                if self.dumped >= DUMP_BYTES_PER_DRIVE {
+                    return Drive::Yield;
+                }
+                continue;
+            }
+            if self.eof {
+                // Everything received has been answered.
+                self.closing = true;
+                return if self.has_pending_output() {
+                    Drive::Keep
+                } else {
+                    Drive::Close
+                };
+            }
+            // Everything buffered is answered (or waits for the client to read): a read
+            // now would only say EAGAIN.
+            if socket_empty && !sh.shutdown.is_set() {
+                return Drive::Keep;
+            }
             // 3. Read more.
             match self.read(ts) {
                 Ok(Read::Data) => continue,
-                Ok(Read::Drained) => {
-                    // The socket had less than we offered: it is empty now, and with
-                    // edge-triggered epoll any later arrival raises a new event. Execute
-                    // and flush without a read that would only say EAGAIN.
-                    self.process(sh, ts, timing);
-                    if self.flush(ts).is_err() {
-                        return Drive::Close;
-                    }
-                    if self.closing && !self.has_pending_output() {
-                        return Drive::Close;
-                    }
-                    if sh.shutdown.is_set() {
-                        continue;
-                    }
-                    return Drive::Keep;
-                }
+                Ok(Read::Drained) => socket_empty = true,
                 Ok(Read::WouldBlock) if sh.shutdown.is_set() => {
                     // Draining: everything that had arrived is answered; close once flushed.
                     self.closing = true;
@@ -161,9 +212,15 @@ impl Conn {
                     };
                 }
                 Ok(Read::WouldBlock) => return Drive::Keep,
-                Err(_) => {
+                Err(e) => {
                     // EOF or error: answer complete requests already received, then close.
                     self.process(sh, ts, timing);
+                    if e.kind() == io::ErrorKind::UnexpectedEof && self.dump.is_some() {
+                        // Half-closed by a client still reading (`printf ... | nc -N`):
+                        // the dump runs to its end first (memcached drops it).
+                        self.eof = true;
+                        continue;
+                    }
                     let _ = self.flush(ts);
                     return Drive::Close;
                 }
@@ -207,37 +264,79 @@ impl Conn {
         }
     }
 
-    /// Parse and execute every complete request in the input buffer. With metrics on, each
-    /// request of the batch is counted with the time from the event loop's wake-up to the
-    /// end of the batch (its replies leave together): one clock read per batch.
+    /// Parse and execute every complete request in the input buffer (a dump in progress
+    /// first). With metrics on, each request of the batch is counted with the time from
+    /// the event loop's wake-up to the end of the batch (its replies leave together): one
+    /// clock read per batch.
     fn process(&mut self, sh: &Shared, ts: &ThreadStats, timing: Timing<'_>) {
         let mut requests = 0u64;
         let mut executed = false;
+        let mut starved = false;
         while !self.closing && self.pending_output() < OUTPUT_HIGH_WATER {
+            if let Some(d) = self.dump.as_mut() {
+                let before = self.wbuf.len();
+                let more = d.fill(sh, &mut self.wbuf);
+                self.dumped += self.wbuf.len() - before;
+                if !more {
+                    self.dump = None;
+                }
+                executed = true;
+                continue;
+            }
             if self.swallow > 0 {
                 let n = self.swallow.min(self.rend - self.rstart);
                 self.rstart += n;
                 self.swallow -= n;
                 if self.swallow > 0 {
+                    starved = true;
                     break;
                 }
             }
             let buf = &self.rbuf[self.rstart..self.rend];
             if buf.is_empty() {
+                self.pipelined = false;
+                starved = true;
                 break;
             }
             match parse_request(buf, &sh.limits) {
                 Ok(Some((req, n))) => {
                     executed = true;
                     requests += 1;
-                    if execute(&req, sh, ts, &mut self.wbuf) == Outcome::Close {
-                        self.closing = true;
+                    match req {
+                        Request::LruCrawler(
+                            c @ (LruCrawlerCommand::Metadump(arg) | LruCrawlerCommand::Mgdump(arg)),
+                        ) => {
+                            let kind = if matches!(c, LruCrawlerCommand::Metadump(_)) {
+                                DumpKind::Meta
+                            } else {
+                                DumpKind::Mg
+                            };
+                            self.dump = dump::start(sh, kind, arg, self.pipelined, &mut self.wbuf);
+                            if self.dump.is_some() {
+                                sh.crawler.starts.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // A dump's output is all written before the next command runs.
+                            self.pipelined = self.dump.is_none();
+                        }
+                        _ => {
+                            if execute(&req, sh, ts, &mut self.wbuf) == Outcome::Close {
+                                self.closing = true;
+                            }
+                            // memcached writes out all queued replies after these.
+                            self.pipelined =
+                                !matches!(req, Request::Retrieval { .. } | Request::MetaNoop);
+                        }
                     }
                     self.rstart += n;
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    self.pipelined = false;
+                    starved = true;
+                    break;
+                }
                 Err(e) => {
                     executed = true;
+                    self.pipelined = true;
                     if e.kind == ErrorKind::TooLarge {
                         forget_on_too_large_set(sh, &buf[..e.consumed]);
                         ThreadStats::incr(&ts.store_too_large);
@@ -253,6 +352,7 @@ impl Conn {
                 }
             }
         }
+        self.backlog = !starved && !self.closing && self.rstart < self.rend;
         if let Some((lat, woke)) = timing {
             if requests > 0 {
                 lat.record(woke.elapsed(), requests);
