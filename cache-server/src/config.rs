@@ -77,6 +77,8 @@ pub struct Settings {
     pub enable_shutdown: bool,
     /// `-F`: refuse `flush_all`.
     pub disable_flush: bool,
+    /// `lru_crawler metadump`/`mgdump` allowed (`-X` turns them off).
+    pub dump_enabled: bool,
     pub backlog: i32,
     pub reqs_per_event: usize,
     pub pidfile: Option<PathBuf>,
@@ -119,6 +121,7 @@ impl Default for Settings {
             verbosity: 0,
             enable_shutdown: false,
             disable_flush: false,
+            dump_enabled: true,
             backlog: DEFAULT_BACKLOG,
             reqs_per_event: 20,
             pidfile: None,
@@ -200,6 +203,9 @@ struct Cli {
     /// Disable flush_all
     #[arg(short = 'F', long = "disable-flush-all")]
     disable_flush_all: bool,
+    /// Disable `lru_crawler metadump` and `lru_crawler mgdump`
+    #[arg(short = 'X', long = "disable-dumping")]
+    disable_dumping: bool,
     /// Assume the identity of USER (accepted for compatibility; ignored)
     #[arg(short = 'u', long = "user")]
     user: Option<String>,
@@ -286,6 +292,7 @@ impl Settings {
             verbosity: cli.verbose,
             enable_shutdown: cli.enable_shutdown,
             disable_flush: cli.disable_flush_all,
+            dump_enabled: !cli.disable_dumping,
             backlog: cli.backlog,
             reqs_per_event: cli.reqs_per_event,
             pidfile: cli.pidfile,
@@ -509,6 +516,7 @@ mod tests {
             "-vv",
             "-A",
             "-F",
+            "-X",
             "-u",
             "nobody",
             "-o",
@@ -532,6 +540,7 @@ mod tests {
             (2 * 1024 * 1024, 1.5, 64)
         );
         assert!(s.no_evict && s.no_cas && s.enable_shutdown && s.disable_flush);
+        assert!(!s.dump_enabled && Settings::default().dump_enabled);
         assert_eq!(
             (
                 s.verbosity,

@@ -13,6 +13,7 @@ use protocol::{
     SlabsCommand, StorageKind,
 };
 
+use crate::dump::{self, ClassSpec, DumpKind};
 use crate::server::Shared;
 use crate::stats::ThreadStats;
 use crate::storage::{
@@ -337,13 +338,26 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
                 sh.crawler.enabled.store(false, Ordering::Relaxed);
                 line(out, b"OK\r\n");
             }
-            LruCrawlerCommand::Crawl(_) => {
-                if sh.crawler.enabled.load(Ordering::Relaxed) {
-                    sh.crawler.requested.store(true, Ordering::Relaxed);
-                    line(out, b"OK\r\n");
+            LruCrawlerCommand::Crawl(arg) => {
+                // memcached's order of checks (proto_text.c, crawler.c `lru_crawler_crawl`).
+                let reply: &[u8] = if !sh.crawler.enabled.load(Ordering::Relaxed) {
+                    b"CLIENT_ERROR lru crawler disabled\r\n"
                 } else {
-                    line(out, b"BUSY currently processing crawler request\r\n");
-                }
+                    match dump::parse_classes(arg) {
+                        None => b"BADCLASS invalid class id\r\n",
+                        Some(_) if sh.crawler.dump_active.load(Ordering::Relaxed) => {
+                            b"BUSY currently processing crawler request\r\n"
+                        }
+                        // Only dumps walk the hash table.
+                        Some(ClassSpec::Hash) => b"ERROR an unknown error happened\r\n",
+                        Some(ClassSpec::Classes(0)) => b"NOTSTARTED no items to crawl\r\n",
+                        Some(ClassSpec::Classes(_)) => {
+                            sh.crawler.requested.store(true, Ordering::Relaxed);
+                            b"OK\r\n"
+                        }
+                    }
+                };
+                line(out, reply);
             }
             LruCrawlerCommand::Sleep(us) => {
                 sh.crawler.sleep_us.store(us, Ordering::Relaxed);
@@ -353,8 +367,18 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
                 sh.crawler.tocrawl.store(n, Ordering::Relaxed);
                 line(out, b"OK\r\n");
             }
-            LruCrawlerCommand::Metadump(_) | LruCrawlerCommand::Mgdump(_) => {
-                line(out, b"CLIENT_ERROR metadump not supported\r\n");
+            // TCP connections stream dumps themselves (conn.rs); this is UDP, where a reply
+            // of unbounded size cannot be framed (memcached wedges the UDP thread).
+            LruCrawlerCommand::Metadump(arg) | LruCrawlerCommand::Mgdump(arg) => {
+                let kind = if matches!(c, LruCrawlerCommand::Metadump(_)) {
+                    DumpKind::Meta
+                } else {
+                    DumpKind::Mg
+                };
+                if let Some(d) = dump::start(sh, kind, arg, false, out) {
+                    drop(d);
+                    line(out, b"SERVER_ERROR dumps are not available over UDP\r\n");
+                }
             }
         },
         Request::MetaNoop => line(out, b"MN\r\n"),

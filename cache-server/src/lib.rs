@@ -10,6 +10,8 @@
 //!                                                   v
 //!                                   exec::execute ──> storage::Engine (slabs, hash, LRU)
 //!                                   stats_reply   ──> `stats` family of replies
+//!                                   dump::Dump    ──> `lru_crawler metadump|mgdump`,
+//!                                                     streamed by Engine::dump_step
 //!   maintenance thread ─> Engine::lru_maintainer_tick / crawler_step / automove_tick
 //! ```
 //!
@@ -19,6 +21,7 @@
 
 pub mod config;
 mod conn;
+mod dump;
 mod exec;
 pub mod metrics;
 pub mod server;

@@ -3,7 +3,7 @@
 //! ```text
 //!  worker threads ── per-batch latency ──> LatencyRecorder (one per worker, plain stores)
 //!                                                │
-//!  collector thread (once a second) ─── reads ───┤ StatsRegistry::totals, Engine::stats,
+//!  collector thread (once a second) ─── reads ───┤ StatsRegistry::raw_totals, Engine::raw_stats,
 //!        │                                       │ class_stats, ConnCounters
 //!        v                                       v
 //!  `metrics` facade ──> metrics-exporter-prometheus recorder ──> HTTP listener thread
@@ -333,7 +333,8 @@ impl Collector {
     }
 
     fn collect(&mut self, sh: &Shared) {
-        let t = sh.stats.totals();
+        // Raw counters: `stats reset` must not make Prometheus counters go back.
+        let t = sh.stats.raw_totals();
         let cmd = |c: &str| vec![("command", c.to_string())];
         for (c, v) in [
             ("get", t.cmd_get),
@@ -405,7 +406,7 @@ impl Collector {
             sh.conns.rejected.load(Ordering::Relaxed),
         );
 
-        let e = sh.engine.stats();
+        let e = sh.engine.raw_stats();
         self.gauge("cache_server_items", &[], e.curr_items as f64);
         self.gauge("cache_server_item_bytes", &[], e.bytes as f64);
         self.gauge("cache_server_limit_bytes", &[], e.limit_maxbytes as f64);
@@ -423,7 +424,7 @@ impl Collector {
         );
         self.counter("cache_server_slab_pages_moved_total", &[], e.slabs_moved);
 
-        for c in sh.engine.class_stats() {
+        for c in sh.engine.raw_class_stats() {
             let class = ("class", c.id.to_string());
             self.gauge(
                 "cache_server_slab_pages",

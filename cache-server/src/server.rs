@@ -31,7 +31,7 @@ use protocol::Limits;
 use crate::config::Settings;
 use crate::conn::{Conn, Drive, Timing};
 use crate::metrics::{Labels, LatencyRecorder, LatencyRegistry};
-use crate::stats::{StatsRegistry, ThreadStats};
+use crate::stats::{GlobalCounts, StatsRegistry, ThreadStats};
 use crate::storage::{Engine, SystemClock};
 
 /// Connection counters for `stats`.
@@ -52,6 +52,9 @@ pub struct CrawlerState {
     pub tocrawl: AtomicU64,
     pub starts: AtomicU64,
     pub juggles: AtomicU64,
+    /// A `lru_crawler metadump`/`mgdump` is streaming (one at a time per server; the
+    /// dump holds this and clears it when it ends or its connection closes).
+    pub dump_active: Arc<AtomicBool>,
 }
 
 /// What `stats conns` shows of a connection.
@@ -132,6 +135,24 @@ impl Shared {
             },
         );
         (id, last)
+    }
+
+    /// The raw (never reset) server-wide counters behind `stats`.
+    pub fn global_counts(&self) -> GlobalCounts {
+        GlobalCounts {
+            total_connections: self.conns.total.load(Ordering::Relaxed),
+            rejected_connections: self.conns.rejected.load(Ordering::Relaxed),
+            lru_crawler_starts: self.crawler.starts.load(Ordering::Relaxed),
+            lru_maintainer_juggles: self.crawler.juggles.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `stats reset`: zero what memcached 1.6.18's `stats_reset()` zeroes (`struct stats`,
+    /// every worker's counters, per-class command counters, `itemstats`). Done with
+    /// baselines, so the raw counters the Prometheus exporter reads stay monotonic.
+    pub fn reset_stats(&self) {
+        self.stats.reset(self.global_counts());
+        self.engine.reset_stats();
     }
 
     pub(crate) fn unregister_conn(&self, id: u64) {
@@ -404,11 +425,15 @@ fn worker_loop(
     let mut events = Events::with_capacity(256);
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
+    // Connections that answered `Drive::Yield`: driven again after this round of events.
+    let mut again: Vec<usize> = Vec::new();
     let idle = sh.settings.idle_timeout;
     let timeout = (idle > 0).then(|| Duration::from_secs(1));
     let mut drain_deadline: Option<Instant> = None;
     loop {
-        let t = if drain_deadline.is_some() {
+        let t = if !again.is_empty() {
+            Some(Duration::ZERO)
+        } else if drain_deadline.is_some() {
             Some(Duration::from_millis(20))
         } else {
             timeout
@@ -424,6 +449,7 @@ fn worker_loop(
             .metrics_on
             .load(Ordering::Relaxed)
             .then(|| (lat, Instant::now()));
+        let retry = std::mem::take(&mut again);
         for ev in events.iter() {
             if ev.token() == WAKER {
                 while let Ok(stream) = rx.try_recv() {
@@ -432,15 +458,12 @@ fn worker_loop(
                         conns.len() - 1
                     });
                     match Conn::new(stream, Token(idx + 2), poll.registry(), &sh) {
-                        Ok(mut c) => {
+                        Ok(c) => {
+                            conns[idx] = Some(c);
                             // Data may already be waiting (edge-triggered registration).
-                            let keep = c.drive(&sh, &ts, timing) == Drive::Keep;
-                            if keep {
-                                conns[idx] = Some(c);
-                            } else {
-                                c.close(poll.registry(), &sh);
-                                free.push(idx);
-                            }
+                            drive_one(
+                                &mut conns, &mut free, &mut again, idx, &poll, &sh, &ts, timing,
+                            );
                         }
                         Err(e) => {
                             tracing::warn!("registering a connection failed: {e}");
@@ -452,13 +475,16 @@ fn worker_loop(
                 continue;
             }
             let idx = ev.token().0 - 2;
-            let Some(c) = conns.get_mut(idx).and_then(Option::as_mut) else {
-                continue;
-            };
-            if c.drive(&sh, &ts, timing) == Drive::Close {
-                let c = conns[idx].take().expect("present");
-                c.close(poll.registry(), &sh);
-                free.push(idx);
+            drive_one(
+                &mut conns, &mut free, &mut again, idx, &poll, &sh, &ts, timing,
+            );
+        }
+        for idx in retry {
+            // A slot closed and reused since is driven once for nothing: harmless.
+            if !again.contains(&idx) {
+                drive_one(
+                    &mut conns, &mut free, &mut again, idx, &poll, &sh, &ts, timing,
+                );
             }
         }
         if idle > 0 {
@@ -478,6 +504,7 @@ fn worker_loop(
                 drop(stream);
                 sh.conns.curr.fetch_sub(1, Ordering::Relaxed);
             }
+            again.clear();
             for (idx, slot) in conns.iter_mut().enumerate() {
                 let done = match slot.as_mut() {
                     Some(c) => c.drive(&sh, &ts, timing) == Drive::Close || !c.has_pending_output(),
@@ -492,6 +519,36 @@ fn worker_loop(
             if conns.iter().all(Option::is_none) {
                 break;
             }
+        }
+    }
+}
+
+/// Drive connection `idx` (if still open) and act on the outcome.
+#[allow(clippy::too_many_arguments)]
+fn drive_one(
+    conns: &mut [Option<Conn>],
+    free: &mut Vec<usize>,
+    again: &mut Vec<usize>,
+    idx: usize,
+    poll: &Poll,
+    sh: &Shared,
+    ts: &ThreadStats,
+    timing: Timing<'_>,
+) {
+    let Some(c) = conns.get_mut(idx).and_then(Option::as_mut) else {
+        return;
+    };
+    match c.drive(sh, ts, timing) {
+        Drive::Keep => {}
+        Drive::Yield => {
+            if !again.contains(&idx) {
+                again.push(idx);
+            }
+        }
+        Drive::Close => {
+            let c = conns[idx].take().expect("present");
+            c.close(poll.registry(), sh);
+            free.push(idx);
         }
     }
 }

@@ -82,11 +82,39 @@ impl ThreadStats {
     }
 }
 
-/// All workers' counters, plus the reset baseline.
+/// Server-wide counters memcached keeps in its `struct stats` (zeroed by `stats reset`)
+/// that live outside the workers and the engine here.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalCounts {
+    pub total_connections: u64,
+    pub rejected_connections: u64,
+    pub lru_crawler_starts: u64,
+    pub lru_maintainer_juggles: u64,
+}
+
+impl GlobalCounts {
+    fn minus(&self, base: &GlobalCounts) -> GlobalCounts {
+        GlobalCounts {
+            total_connections: self.total_connections.wrapping_sub(base.total_connections),
+            rejected_connections: self
+                .rejected_connections
+                .wrapping_sub(base.rejected_connections),
+            lru_crawler_starts: self
+                .lru_crawler_starts
+                .wrapping_sub(base.lru_crawler_starts),
+            lru_maintainer_juggles: self
+                .lru_maintainer_juggles
+                .wrapping_sub(base.lru_maintainer_juggles),
+        }
+    }
+}
+
+/// All workers' counters, plus the reset baselines.
 #[derive(Debug, Default)]
 pub struct StatsRegistry {
     threads: Mutex<Vec<Arc<ThreadStats>>>,
     baseline: Mutex<Totals>,
+    global_baseline: Mutex<GlobalCounts>,
 }
 
 impl StatsRegistry {
@@ -110,9 +138,21 @@ impl StatsRegistry {
         self.raw().minus(&self.baseline.lock())
     }
 
-    /// `stats reset`.
-    pub fn reset(&self) {
+    /// Counters since start, never reset (for monotonic metrics).
+    pub fn raw_totals(&self) -> Totals {
+        self.raw()
+    }
+
+    /// `global` (raw values) counted since the last `stats reset`.
+    pub fn globals(&self, global: GlobalCounts) -> GlobalCounts {
+        global.minus(&self.global_baseline.lock())
+    }
+
+    /// `stats reset`: the workers' counters, and the server-wide ones whose raw values
+    /// are `global`, count from zero again.
+    pub fn reset(&self, global: GlobalCounts) {
         *self.baseline.lock() = self.raw();
+        *self.global_baseline.lock() = global;
     }
 }
 
@@ -144,10 +184,24 @@ mod tests {
         ThreadStats::incr(&b.get_hits);
         assert_eq!(reg.totals().cmd_get, 3);
         assert_eq!(reg.totals().get_hits, 1);
-        reg.reset();
+        let g = GlobalCounts {
+            total_connections: 5,
+            rejected_connections: 1,
+            lru_crawler_starts: 2,
+            lru_maintainer_juggles: 9,
+        };
+        assert_eq!(reg.globals(g), g);
+        reg.reset(g);
         assert_eq!(reg.totals(), Totals::default());
+        assert_eq!(reg.globals(g), GlobalCounts::default());
         ThreadStats::incr(&a.cmd_get);
         assert_eq!(reg.totals().cmd_get, 1);
+        assert_eq!(reg.raw_totals().cmd_get, 4);
+        let later = GlobalCounts {
+            total_connections: 7,
+            ..g
+        };
+        assert_eq!(reg.globals(later).total_connections, 2);
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub fn stats(sh: &Shared, args: &[u8], out: &mut Vec<u8>) {
         }
         b"conns" => conns(sh, out),
         b"reset" => {
-            sh.stats.reset();
+            sh.reset_stats();
             out.extend_from_slice(b"RESET\r\n");
         }
         b"detail on" | b"detail off" => out.extend_from_slice(b"OK\r\n"),
@@ -57,6 +57,7 @@ pub fn stats(sh: &Shared, args: &[u8], out: &mut Vec<u8>) {
 
 fn general(sh: &Shared, out: &mut Vec<u8>) {
     let t = sh.stats.totals();
+    let g = sh.stats.globals(sh.global_counts());
     let e = sh.engine.stats();
     let now = sh.engine.clock().unix_now();
     let (ru_user, ru_sys) = rusage();
@@ -71,12 +72,8 @@ fn general(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "rusage_system", ru_sys);
     stat(out, "max_connections", sh.settings.max_conns);
     stat(out, "curr_connections", curr);
-    stat(out, "total_connections", c.total.load(Ordering::Relaxed));
-    stat(
-        out,
-        "rejected_connections",
-        c.rejected.load(Ordering::Relaxed),
-    );
+    stat(out, "total_connections", g.total_connections);
+    stat(out, "rejected_connections", g.rejected_connections);
     stat(out, "connection_structures", curr + 1);
     stat(out, "cmd_get", t.cmd_get);
     stat(out, "cmd_set", t.cmd_set);
@@ -141,17 +138,13 @@ fn general(sh: &Shared, out: &mut Vec<u8>) {
         u8::from(e.slab_reassign_running),
     );
     stat(out, "slabs_moved", e.slabs_moved);
-    stat(out, "lru_crawler_running", 0);
     stat(
         out,
-        "lru_crawler_starts",
-        sh.crawler.starts.load(Ordering::Relaxed),
+        "lru_crawler_running",
+        u8::from(sh.crawler.dump_active.load(Ordering::Relaxed)),
     );
-    stat(
-        out,
-        "lru_maintainer_juggles",
-        sh.crawler.juggles.load(Ordering::Relaxed),
-    );
+    stat(out, "lru_crawler_starts", g.lru_crawler_starts);
+    stat(out, "lru_maintainer_juggles", g.lru_maintainer_juggles);
     stat(out, "malloc_fails", 0);
     stat(out, "bytes", e.bytes);
     stat(out, "curr_items", e.curr_items);
@@ -232,7 +225,7 @@ fn settings(sh: &Shared, out: &mut Vec<u8>) {
     );
     stat(out, "tail_repair_time", 0);
     stat(out, "flush_enabled", yes_no(!s.disable_flush));
-    stat(out, "dump_enabled", "no");
+    stat(out, "dump_enabled", yes_no(s.dump_enabled));
     stat(out, "hash_algorithm", "ahash");
     stat(out, "lru_maintainer_thread", yes_no(s.lru_maintainer));
     stat(out, "lru_segmented", "yes");

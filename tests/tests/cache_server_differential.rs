@@ -58,6 +58,17 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
     replace_big.extend_from_slice(&big);
     replace_big.extend_from_slice(b"\r\nget rb\r\n");
     let value_100k = vec![b'v'; 100_000];
+    // Far more output than the server's output buffer from input that arrives at once:
+    // the server must come back to the buffered requests once the client has read.
+    let mut big_pipeline = Vec::new();
+    for i in 0..4 {
+        big_pipeline.extend_from_slice(format!("set bp{i} 0 0 100000\r\n").as_bytes());
+        big_pipeline.extend_from_slice(&value_100k);
+        big_pipeline.extend_from_slice(b"\r\n");
+    }
+    for i in 0..200 {
+        big_pipeline.extend_from_slice(format!("get bp{}\r\n", i % 4).as_bytes());
+    }
     let mut set_100k = b"set v100k 7 0 100000\r\n".to_vec();
     set_100k.extend_from_slice(&value_100k);
     set_100k.extend_from_slice(b"\r\nget v100k\r\n");
@@ -96,6 +107,11 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("too large noreply", too_large_noreply),
         ("too large set drops old value", replace_big),
         ("100k value", set_100k),
+        ("pipelined gets, 20 MB of replies", big_pipeline),
+        // Class lists are checked before anything starts; a dump behind other replies is
+        // refused before its argument is looked at.
+        ("lru_crawler class lists", b"lru_crawler crawl 1,abc\r\nlru_crawler crawl 0\r\nlru_crawler crawl 64\r\nlru_crawler crawl -1\r\nlru_crawler crawl 1 2\r\nlru_crawler metadump 0\r\nlru_crawler metadump all\r\nlru_crawler metadump\r\nlru_crawler mgdump\r\n".to_vec()),
+        ("lru_crawler metadump bad class", b"lru_crawler metadump 1,0\r\n".to_vec()),
         ("ms too large", ms_too_large),
         ("touch/flush bad exptime", b"touch k abc\r\ngat abc k\r\ngat 10\r\n".to_vec()),
     ];

@@ -42,7 +42,10 @@
 //! budget and reported as `hash_bytes`. Resizing is incremental: a new table
 //! is allocated and a bounded number of old slots (32 per insert, 4096 per
 //! maintainer tick) migrate per operation; lookups consult both tables
-//! meanwhile. Keys are compared in place in the arena.
+//! meanwhile. Keys are compared in place in the arena. A key's home slot is
+//! taken from the top bits of its (rotated) hash, so slot order is hash order
+//! at every table size: [`Engine::dump_step`] walks the items in that order a
+//! few hundred slots at a time, exactly once each across resizes.
 //!
 //! # Segmented LRU
 //!
@@ -79,6 +82,7 @@
 //! No per-item heap allocation happens outside the pages.
 
 mod clock;
+mod dump;
 mod hashtable;
 mod item;
 mod lease;
@@ -95,6 +99,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use clock::{Clock, ManualClock, SystemClock, CLOCK_START_OFFSET};
+pub use dump::{DumpCursor, DumpItem, ALL_CLASSES};
 pub use lease::{LeaseMiss, HOT_MISS_TOKEN, MAX_ENTRIES as LEASE_MAX_ENTRIES, MAX_STALE_VALUE};
 pub use stats::{ClassStats, EngineStats, SizeBucket};
 
@@ -723,6 +728,8 @@ pub struct Engine {
     ctx: Ctx,
     automove: Mutex<stats::AutomoveState>,
     leases: LeaseTable,
+    /// Counter values at the last [`Engine::reset_stats`].
+    baseline: Mutex<stats::Baseline>,
 }
 
 /// What [`Engine::lease_get`] found.
@@ -789,6 +796,7 @@ impl Engine {
                 shards,
             },
             automove: Mutex::new(stats::AutomoveState::default()),
+            baseline: Mutex::new(stats::Baseline::default()),
         })
     }
 
@@ -1053,15 +1061,42 @@ impl Engine {
         shard::automove_tick(&self.ctx, &mut st)
     }
 
-    /// Global counters for `stats`.
+    /// Global counters for `stats`, counted since the last [`Engine::reset_stats`].
     pub fn stats(&self) -> EngineStats {
+        let raw = stats::collect(&self.ctx);
+        raw.since(&self.baseline.lock().engine)
+    }
+
+    /// Global counters since the engine started, never reset (for monotonic metrics).
+    pub fn raw_stats(&self) -> EngineStats {
         stats::collect(&self.ctx)
     }
 
     /// Per-class rows for `stats slabs` and `stats items` (only classes that
-    /// have pages or items).
+    /// have pages or items), counted since the last [`Engine::reset_stats`].
     pub fn class_stats(&self) -> Vec<ClassStats> {
+        let mut rows = stats::collect_classes(&self.ctx);
+        let base = self.baseline.lock();
+        for r in rows.iter_mut() {
+            if let Some(b) = base.classes.get(usize::from(r.id) - 1) {
+                *r = r.since(b);
+            }
+        }
+        rows
+    }
+
+    /// Like [`Engine::class_stats`], never reset (for monotonic metrics).
+    pub fn raw_class_stats(&self) -> Vec<ClassStats> {
         stats::collect_classes(&self.ctx)
+    }
+
+    /// `stats reset`: from now on [`Engine::stats`] and [`Engine::class_stats`] count
+    /// from zero the fields memcached 1.6.18 resets (see `EngineStats::since`). The raw
+    /// counters are untouched.
+    pub fn reset_stats(&self) {
+        let engine = stats::collect(&self.ctx);
+        let classes = stats::collect_all_classes(&self.ctx);
+        *self.baseline.lock() = stats::Baseline { engine, classes };
     }
 
     /// `stats sizes`: item count per 32-byte bucket of total item size

@@ -1290,8 +1290,15 @@ impl Shard {
                 }
                 self.classes[cls].c.crawler_items_checked += 1;
                 r.checked += 1;
-                if self.dead(ctx, id, now).is_some() {
-                    self.classes[cls].c.crawler_reclaimed += 1;
+                if let Some(d) = self.dead(ctx, id, now) {
+                    // memcached's crawler counts expired (not flushed) items that were
+                    // never fetched into `expired_unfetched` too.
+                    let unfetched = self.hdr(ctx, id).flags() & F_FETCHED == 0;
+                    let c = &mut self.classes[cls].c;
+                    c.crawler_reclaimed += 1;
+                    if d == Dead::Expired && unfetched {
+                        c.expired_unfetched += 1;
+                    }
                     self.unlink_item(ctx, id);
                     r.reclaimed += 1;
                 }
@@ -1302,6 +1309,50 @@ impl Shard {
             }
         }
         r
+    }
+
+    // ------------------------------------------------------------ dump
+
+    /// Calls `f` for every live item of the selected classes (bit = class id)
+    /// whose order key is in `lo..hi` (see `dump.rs`). Reads only: expired and
+    /// flushed items are skipped, not reclaimed, so the index is not modified.
+    pub(crate) fn dump_range(
+        &self,
+        ctx: &Ctx,
+        lo: u64,
+        hi: u128,
+        classes: u64,
+        f: &mut impl FnMut(&super::DumpItem<'_>),
+    ) {
+        let now = ctx.clock.now();
+        let started = ctx.clock.process_started();
+        let arena = &self.arena;
+        let base = ctx.hdr_base;
+        self.hash.scan_range(
+            lo,
+            hi,
+            |id| ctx.hash(Hdr::new(arena.chunk(id), base).key()),
+            |id| {
+                let cls = arena.class_of(id) + 1;
+                if cls >= 64 || classes & (1u64 << cls) == 0 || self.dead(ctx, id, now).is_some() {
+                    return;
+                }
+                let h = Hdr::new(arena.chunk(id), base);
+                let exptime = match h.exptime() {
+                    0 => -1,
+                    e => started + i64::from(e),
+                };
+                f(&super::DumpItem {
+                    key: h.key(),
+                    exptime,
+                    last_access: started + i64::from(h.time()),
+                    cas: h.cas(),
+                    fetched: h.flags() & F_FETCHED != 0,
+                    class_id: cls as u8,
+                    size: (h.hlen() + h.nkey() + h.value_len()) as u64,
+                });
+            },
+        );
     }
 
     // ------------------------------------------------------------ pages

@@ -244,7 +244,116 @@ pub(crate) fn collect(ctx: &Ctx) -> EngineStats {
     s
 }
 
+/// Counters as of the last `stats reset` (memcached zeroes them; we keep the raw,
+/// monotonic values for the Prometheus exporter and subtract this snapshot instead).
+#[derive(Debug, Default)]
+pub(crate) struct Baseline {
+    pub engine: EngineStats,
+    /// Every class, index = class id - 1 (empty until the first reset).
+    pub classes: Vec<ClassStats>,
+}
+
+impl EngineStats {
+    /// These counters minus `base`: exactly the fields memcached 1.6.18's `stats reset`
+    /// zeroes (`struct stats`, the per-thread stats and `itemstats`); gauges and
+    /// `lru_bumps_dropped` (per-thread bump buffers, not reset there) are kept.
+    pub(crate) fn since(&self, base: &EngineStats) -> EngineStats {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        EngineStats {
+            total_items: d(self.total_items, base.total_items),
+            evictions: d(self.evictions, base.evictions),
+            reclaimed: d(self.reclaimed, base.reclaimed),
+            expired_unfetched: d(self.expired_unfetched, base.expired_unfetched),
+            evicted_unfetched: d(self.evicted_unfetched, base.evicted_unfetched),
+            evicted_active: d(self.evicted_active, base.evicted_active),
+            crawler_reclaimed: d(self.crawler_reclaimed, base.crawler_reclaimed),
+            crawler_items_checked: d(self.crawler_items_checked, base.crawler_items_checked),
+            lrutail_reflocked: d(self.lrutail_reflocked, base.lrutail_reflocked),
+            moves_to_cold: d(self.moves_to_cold, base.moves_to_cold),
+            moves_to_warm: d(self.moves_to_warm, base.moves_to_warm),
+            moves_within_lru: d(self.moves_within_lru, base.moves_within_lru),
+            direct_reclaims: d(self.direct_reclaims, base.direct_reclaims),
+            get_expired: d(self.get_expired, base.get_expired),
+            get_flushed: d(self.get_flushed, base.get_flushed),
+            slab_reassign_rescues: d(self.slab_reassign_rescues, base.slab_reassign_rescues),
+            slab_reassign_chunk_rescues: d(
+                self.slab_reassign_chunk_rescues,
+                base.slab_reassign_chunk_rescues,
+            ),
+            slab_reassign_evictions_nomem: d(
+                self.slab_reassign_evictions_nomem,
+                base.slab_reassign_evictions_nomem,
+            ),
+            slab_reassign_inline_reclaim: d(
+                self.slab_reassign_inline_reclaim,
+                base.slab_reassign_inline_reclaim,
+            ),
+            slab_reassign_busy_items: d(
+                self.slab_reassign_busy_items,
+                base.slab_reassign_busy_items,
+            ),
+            slab_reassign_busy_deletes: d(
+                self.slab_reassign_busy_deletes,
+                base.slab_reassign_busy_deletes,
+            ),
+            slabs_moved: d(self.slabs_moved, base.slabs_moved),
+            slab_pages_stolen: d(self.slab_pages_stolen, base.slab_pages_stolen),
+            outofmemory: d(self.outofmemory, base.outofmemory),
+            ..self.clone()
+        }
+    }
+}
+
+impl ClassStats {
+    /// These counters minus `base` (see [`EngineStats::since`]): memcached zeroes the
+    /// per-class command counters (`slab_stats`, `lru_hits`) and all of `itemstats`,
+    /// including `evicted_time`; sizes, counts, ages and `mem_requested` are kept.
+    pub(crate) fn since(&self, base: &ClassStats) -> ClassStats {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let evicted = d(self.evicted, base.evicted);
+        ClassStats {
+            get_hits: d(self.get_hits, base.get_hits),
+            cmd_set: d(self.cmd_set, base.cmd_set),
+            delete_hits: d(self.delete_hits, base.delete_hits),
+            incr_hits: d(self.incr_hits, base.incr_hits),
+            decr_hits: d(self.decr_hits, base.decr_hits),
+            cas_hits: d(self.cas_hits, base.cas_hits),
+            cas_badval: d(self.cas_badval, base.cas_badval),
+            touch_hits: d(self.touch_hits, base.touch_hits),
+            evicted,
+            evicted_nonzero: d(self.evicted_nonzero, base.evicted_nonzero),
+            // Seconds since the last access of the last item evicted since the reset.
+            evicted_time: if evicted == 0 { 0 } else { self.evicted_time },
+            outofmemory: d(self.outofmemory, base.outofmemory),
+            tailrepairs: d(self.tailrepairs, base.tailrepairs),
+            reclaimed: d(self.reclaimed, base.reclaimed),
+            expired_unfetched: d(self.expired_unfetched, base.expired_unfetched),
+            evicted_unfetched: d(self.evicted_unfetched, base.evicted_unfetched),
+            evicted_active: d(self.evicted_active, base.evicted_active),
+            crawler_reclaimed: d(self.crawler_reclaimed, base.crawler_reclaimed),
+            crawler_items_checked: d(self.crawler_items_checked, base.crawler_items_checked),
+            lrutail_reflocked: d(self.lrutail_reflocked, base.lrutail_reflocked),
+            moves_to_cold: d(self.moves_to_cold, base.moves_to_cold),
+            moves_to_warm: d(self.moves_to_warm, base.moves_to_warm),
+            moves_within_lru: d(self.moves_within_lru, base.moves_within_lru),
+            direct_reclaims: d(self.direct_reclaims, base.direct_reclaims),
+            hits_to_hot: d(self.hits_to_hot, base.hits_to_hot),
+            hits_to_warm: d(self.hits_to_warm, base.hits_to_warm),
+            hits_to_cold: d(self.hits_to_cold, base.hits_to_cold),
+            hits_to_temp: d(self.hits_to_temp, base.hits_to_temp),
+            ..self.clone()
+        }
+    }
+}
+
 pub(crate) fn collect_classes(ctx: &Ctx) -> Vec<ClassStats> {
+    let mut rows = collect_all_classes(ctx);
+    rows.retain(|r| r.total_pages > 0 || r.number > 0 || r.cmd_set > 0 || r.evicted > 0);
+    rows
+}
+
+/// One row per class, index = class id - 1.
+pub(crate) fn collect_all_classes(ctx: &Ctx) -> Vec<ClassStats> {
     let now = ctx.clock.now();
     let mut rows: Vec<ClassStats> = ctx
         .classes
@@ -304,7 +413,6 @@ pub(crate) fn collect_classes(ctx: &Ctx) -> Vec<ClassStats> {
         r.number = r.number_hot + r.number_warm + r.number_cold;
         r.total_chunks = r.total_pages * u64::from(r.chunks_per_page);
     }
-    rows.retain(|r| r.total_pages > 0 || r.number > 0 || r.cmd_set > 0 || r.evicted > 0);
     rows
 }
 

@@ -1061,6 +1061,109 @@ fn stats_rows() {
     assert_eq!(e.memory_used(), 2 * MB);
 }
 
+/// `stats reset` zeroes the counters memcached zeroes (global, per class, item stats,
+/// `evicted_time` included) and keeps gauges; the raw counters keep counting.
+#[test]
+fn reset_stats_zeroes_counters_keeps_gauges() {
+    let (e, clock) = engine(EngineConfig {
+        memory_limit: 2 * MB,
+        shards: 1,
+        slab_automove: 0,
+        ..EngineConfig::default()
+    });
+    let v = vec![b'v'; 100];
+    for i in 0..40_000 {
+        set_full(&e, &format!("k{i}"), &v, 0, if i % 2 == 0 { 0 } else { 5 });
+    }
+    for i in 39_000..40_000 {
+        get(&e, &format!("k{i}"));
+        get(&e, &format!("k{i}"));
+    }
+    set(&e, "n", b"1");
+    arith(&e, "n", true, 1);
+    arith(&e, "n", false, 1);
+    e.touch(b"n", 100);
+    let cas = gets(&e, "n").unwrap().2;
+    e.store(&StoreRequest::new(StoreMode::Cas, b"n", b"2", 0, 0).with_cas(cas));
+    e.store(&StoreRequest::new(StoreMode::Cas, b"n", b"3", 0, 0).with_cas(1));
+    e.delete(b"n", &DeleteOptions::default());
+    set_full(&e, "exp", b"x", 0, 5);
+    clock.advance(10);
+    assert_eq!(get(&e, "exp"), None); // expired
+    e.crawler_step(100_000);
+    e.lru_maintainer_tick();
+    let before = e.stats();
+    let rows_before = e.class_stats();
+    assert!(before.evictions > 0 && before.total_items > 0 && before.get_expired > 0);
+    assert!(before.crawler_reclaimed > 0 && before.moves_to_cold > 0);
+    e.reset_stats();
+    let after = e.stats();
+    let zeroed = EngineStats {
+        curr_items: before.curr_items,
+        bytes: before.bytes,
+        lru_bumps_dropped: before.lru_bumps_dropped,
+        limit_maxbytes: before.limit_maxbytes,
+        total_malloced: before.total_malloced,
+        total_pages: before.total_pages,
+        hash_power_level: before.hash_power_level,
+        hash_bytes: before.hash_bytes,
+        hash_is_expanding: before.hash_is_expanding,
+        shards: before.shards,
+        slab_automove: before.slab_automove,
+        slab_reassign_running: before.slab_reassign_running,
+        ..EngineStats::default()
+    };
+    assert_eq!(after, zeroed);
+    assert_eq!(e.raw_stats().evictions, before.evictions);
+    for (r, b) in e.class_stats().iter().zip(&rows_before) {
+        let kept = ClassStats {
+            id: b.id,
+            chunk_size: b.chunk_size,
+            chunks_per_page: b.chunks_per_page,
+            total_pages: b.total_pages,
+            total_chunks: b.total_chunks,
+            used_chunks: b.used_chunks,
+            free_chunks: b.free_chunks,
+            free_chunks_end: b.free_chunks_end,
+            mem_requested: b.mem_requested,
+            number: b.number,
+            number_hot: b.number_hot,
+            number_warm: b.number_warm,
+            number_cold: b.number_cold,
+            number_temp: b.number_temp,
+            age_hot: b.age_hot,
+            age_warm: b.age_warm,
+            age: b.age,
+            ..ClassStats::default()
+        };
+        assert_eq!(r, &kept);
+    }
+    // Counting resumes from zero.
+    set(&e, "again", b"x");
+    get(&e, "again");
+    let st = e.stats();
+    assert_eq!(st.total_items, 1);
+    let row = e
+        .class_stats()
+        .into_iter()
+        .find(|r| r.cmd_set == 1)
+        .unwrap();
+    assert_eq!(row.get_hits, 1);
+    assert_eq!(
+        e.raw_class_stats()
+            .iter()
+            .find(|r| r.id == row.id)
+            .unwrap()
+            .get_hits,
+        rows_before
+            .iter()
+            .find(|r| r.id == row.id)
+            .unwrap()
+            .get_hits
+            + 1
+    );
+}
+
 // ------------------------------------------------------------------ threads
 
 #[test]
@@ -1547,4 +1650,246 @@ fn lease_concurrent_misses_get_one_token() {
         .collect();
     let tokens: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(tokens.iter().filter(|&&t| t > HOT_MISS_TOKEN).count(), 1);
+}
+
+// ------------------------------------------------------------------ dump
+
+/// One dumped item, owned.
+#[derive(Clone, Debug, PartialEq)]
+struct Dumped {
+    key: Vec<u8>,
+    exptime: i64,
+    last_access: i64,
+    cas: u64,
+    fetched: bool,
+    class_id: u8,
+    size: u64,
+}
+
+/// Runs a whole dump, calling `between` after every step (with the step number).
+fn dump_all(e: &Engine, classes: u64, slots: usize, mut between: impl FnMut(usize)) -> Vec<Dumped> {
+    let mut cur = DumpCursor::new(classes);
+    let mut out = Vec::new();
+    let mut step = 0;
+    loop {
+        let more = e.dump_step(&mut cur, slots, |it| {
+            out.push(Dumped {
+                key: it.key.to_vec(),
+                exptime: it.exptime,
+                last_access: it.last_access,
+                cas: it.cas,
+                fetched: it.fetched,
+                class_id: it.class_id,
+                size: it.size,
+            })
+        });
+        if !more {
+            assert!(cur.is_done());
+            assert!(!e.dump_step(&mut cur, slots, |_| panic!("visited after the end")));
+            return out;
+        }
+        step += 1;
+        between(step);
+    }
+}
+
+#[test]
+fn dump_reports_items_like_metadump() {
+    let (e, clock) = default_engine();
+    let started = clock.process_started();
+    set_full(&e, "plain", b"abc", 0, 0);
+    set_full(&e, "ttl", b"x", 5, 100);
+    set_full(&e, "abs", b"y", 0, 2_000_000_000);
+    set_full(&e, "gone", b"z", 0, 10);
+    let big = vec![b'b'; 700_000];
+    set_full(&e, "big", &big, 0, 0);
+    get(&e, "plain");
+    clock.advance(20); // "gone" expires
+    let now = i64::from(clock.now());
+    let mut d = dump_all(&e, ALL_CLASSES, 512, |_| {});
+    d.sort_by(|a, b| a.key.cmp(&b.key));
+    let keys: Vec<&[u8]> = d.iter().map(|x| x.key.as_slice()).collect();
+    assert_eq!(keys, [&b"abs"[..], b"big", b"plain", b"ttl"]);
+    let by = |k: &str| d.iter().find(|x| x.key == k.as_bytes()).unwrap().clone();
+    let (plain, ttl, abs, bigd) = (by("plain"), by("ttl"), by("abs"), by("big"));
+    assert_eq!(plain.exptime, -1);
+    assert!(plain.fetched && !ttl.fetched);
+    assert_eq!(plain.last_access, started + now - 20);
+    assert_eq!(ttl.exptime, started + now - 20 + 100);
+    assert_eq!(abs.exptime, 2_000_000_000);
+    assert_eq!(plain.cas, 1);
+    assert_eq!(ttl.cas, 2);
+    // The class and size agree with the item's own view and the class ladder.
+    let sizes = e.class_sizes();
+    for x in [&plain, &ttl, &abs] {
+        let cls = e
+            .get(
+                &x.key,
+                &GetOptions {
+                    no_bump: true,
+                    ..GetOptions::default()
+                },
+                |it| it.class_id(),
+            )
+            .unwrap();
+        assert_eq!(x.class_id, cls);
+        let i = usize::from(cls) - 1;
+        assert!(x.size <= u64::from(sizes[i]));
+        assert!(i == 0 || x.size > u64::from(sizes[i - 1]));
+    }
+    // A chained item: the largest class, its whole size.
+    assert_eq!(usize::from(bigd.class_id), sizes.len());
+    assert!(bigd.size > 700_000 && bigd.size < 700_100);
+    // Class filter.
+    let only = dump_all(&e, 1 << plain.class_id, 7, |_| {});
+    assert!(!only.is_empty() && only.iter().all(|x| x.class_id == plain.class_id));
+    assert_eq!(
+        only.len(),
+        d.iter().filter(|x| x.class_id == plain.class_id).count()
+    );
+    assert!(dump_all(&e, 0, 512, |_| {}).is_empty());
+    // Flushed items are not dumped.
+    e.flush_all(0);
+    assert!(dump_all(&e, ALL_CLASSES, 512, |_| {}).is_empty());
+}
+
+/// The cursor sees every item present for the whole dump exactly once, and no key twice,
+/// while items are stored, deleted, re-stored, touched (reallocated), evicted, moved by
+/// page reassignment and the hash tables grow and migrate between steps.
+#[test]
+fn dump_cursor_exactly_once_under_churn() {
+    let (e, clock) = engine(EngineConfig {
+        memory_limit: 48 * MB,
+        shards: 2,
+        slab_automove: 0,
+        hashpower_init: 8,
+        ..EngineConfig::default()
+    });
+    let val = |i: usize| vec![b'v'; 20 + (i * 37) % 900];
+    // Stable items: never deleted, never evicted (fetched twice: ACTIVE; little memory
+    // pressure on their classes), some rescued by page moves.
+    let stable: Vec<String> = (0..4000).map(|i| format!("stable:{i}")).collect();
+    for (i, k) in stable.iter().enumerate() {
+        set(&e, k, &val(i));
+    }
+    for i in 0..3000 {
+        set_full(
+            &e,
+            &format!("churn:{i}"),
+            &val(i),
+            0,
+            if i % 3 == 0 { 50 } else { 0 },
+        );
+    }
+    let mut ever: std::collections::HashSet<Vec<u8>> = stable
+        .iter()
+        .map(|k| k.clone().into_bytes())
+        .chain((0..3000).map(|i| format!("churn:{i}").into_bytes()))
+        .collect();
+    let mut next = 3000;
+    let mut expanded = false;
+    let d = dump_all(&e, ALL_CLASSES, 16, |step| {
+        // New keys (the hash tables grow and migrate).
+        for _ in 0..10 {
+            let k = format!("churn:{next}");
+            set(&e, &k, &val(next));
+            ever.insert(k.into_bytes());
+            next += 1;
+        }
+        expanded |= e.stats().hash_is_expanding;
+        // Delete and re-store older churn keys.
+        let j = (step * 7) % next;
+        e.delete(format!("churn:{j}").as_bytes(), &DeleteOptions::default());
+        let j = (step * 13) % next;
+        set(&e, &format!("churn:{j}"), &val(j + 1));
+        // Overwrite an older key (a new item for the same key: dumped at most once).
+        let j = (step * 17) % next;
+        set(&e, &format!("churn:{j}"), &val(step));
+        // Touch a stable key: the exptime field may not fit, and the item is copied to
+        // a new chunk, still under its key the whole time.
+        e.touch(stable[(step * 31) % stable.len()].as_bytes(), 100_000);
+        if step % 97 == 0 {
+            e.slabs_reassign(-1, 20);
+            e.lru_maintainer_tick();
+        }
+        if step % 500 == 0 {
+            clock.advance(30);
+        }
+    });
+    assert!(expanded, "no hash resize happened during the dump");
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    for x in &d {
+        *seen.entry(x.key.clone()).or_default() += 1;
+    }
+    for (k, n) in &seen {
+        assert_eq!(*n, 1, "{} dumped {n} times", String::from_utf8_lossy(k));
+        assert!(ever.contains(k));
+    }
+    let st = e.stats();
+    assert!(st.slabs_moved > 0, "no page moved during the dump");
+    // Stable keys are never stored again: one still there was there all along.
+    let mut kept = 0;
+    for k in &stable {
+        if e.contains(k.as_bytes()) {
+            kept += 1;
+            assert_eq!(seen.get(k.as_bytes()), Some(&1), "{k} missed");
+        }
+    }
+    assert!(
+        kept > stable.len() / 2,
+        "only {kept} stable keys left: {:?}",
+        e.stats()
+    );
+}
+
+/// Dumping from one thread while others store and delete: items nobody touches are
+/// each seen exactly once, and no key twice.
+#[test]
+fn dump_concurrent_with_writers() {
+    let (e, _) = engine(EngineConfig {
+        memory_limit: 32 * MB,
+        hashpower_init: 8,
+        ..EngineConfig::default()
+    });
+    let e = Arc::new(e);
+    for i in 0..20_000 {
+        set(&e, &format!("fixed:{i}"), b"0123456789");
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let e = e.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let k = format!("w{t}:{}", i % 50_000);
+                    set(&e, &k, &vec![b'x'; (i % 500) as usize]);
+                    if i.is_multiple_of(3) {
+                        e.delete(
+                            format!("w{t}:{}", (i / 2) % 50_000).as_bytes(),
+                            &DeleteOptions::default(),
+                        );
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let d = dump_all(&e, ALL_CLASSES, 16, |_| std::thread::yield_now());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    for x in &d {
+        *seen.entry(x.key.clone()).or_default() += 1;
+    }
+    assert!(seen.values().all(|&n| n == 1), "a key was dumped twice");
+    for i in 0..20_000 {
+        assert!(
+            seen.contains_key(format!("fixed:{i}").as_bytes()),
+            "fixed:{i} missed"
+        );
+    }
 }
