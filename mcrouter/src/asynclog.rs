@@ -879,7 +879,7 @@ mod tests {
         for k in ["a", "b", "c"] {
             log.append("d:1", k.as_bytes()).unwrap();
         }
-        let err = log.append("d:1", b"x").err().expect("full");
+        let err = log.append("d:1", b"x").expect_err("full");
         assert!(matches!(err, AsyncLogError::Full { max: 3, .. }), "{err}");
         assert_eq!(log.spool_errors.load(Ordering::Relaxed), 1);
         log.ack(1).unwrap();
