@@ -130,10 +130,14 @@ pub struct RunArgs {
     /// Never show the progress line.
     #[arg(long)]
     pub quiet: bool,
-    /// Send with one send() per request instead of one io_uring submission per
-    /// event-loop round (io_uring is used by default when the kernel allows it).
+    /// Use epoll and one send()/recv() per request instead of io_uring (one
+    /// io_uring_enter per event-loop round, used by default when the kernel allows it).
     #[arg(long)]
     pub no_io_uring: bool,
+    /// Closed loop: keep the driver threads SCHED_OTHER instead of SCHED_BATCH (with
+    /// SCHED_BATCH a reply does not preempt a server thread sharing the CPU).
+    #[arg(long)]
+    pub no_sched_batch: bool,
 }
 
 /// `10`, `2.5`, `10s`, `500ms`, `250us`, `1m`.
@@ -228,6 +232,7 @@ impl RunArgs {
         }
         cfg.seed = self.seed;
         cfg.io_uring = !self.no_io_uring;
+        cfg.sched_batch = !self.no_sched_batch;
         cfg.validate()?;
         let mode = match (&self.scan, &self.search) {
             (Some(s), _) => Mode::Scan(s.parse()?),

@@ -1,15 +1,25 @@
-//! One driver thread: a mio event loop over many connections.
+//! One driver thread: an event loop over many connections.
 //!
 //! ```text
-//!  arrivals (open loop: timerfd at the next intended send time; closed loop: a reply frees a slot)
+//!  arrivals (open loop: a timer at the next intended send time; closed loop: a reply frees a slot)
 //!      │
 //!      ▼
 //!  pick a socket with a free pipeline slot ─> Gen: op, key(s), value ─> protocol::Request::encode
 //!      │                                                     into the socket's write buffer
 //!      ▼
-//!  epoll ─> read into the socket's buffer ─> protocol::parse_response ─> match the oldest
-//!           Pending ─> latency = now - intended send time ─> per-thread HdrHistogram
+//!  io_uring: one io_uring_enter per round submits every socket's Send and waits; multishot
+//!            receives deliver replies into provided buffers, copied into the socket's buffer
+//!  epoll (fallback): epoll_wait, then recv()/send() per ready socket
+//!      │
+//!      ▼
+//!  protocol::parse_response ─> match the oldest Pending ─> latency = now - intended send time
+//!      ─> per-thread HdrHistogram
 //! ```
+//!
+//! The io_uring path needs Linux 6.1+ and io_uring allowed (see [`crate::uring`]); otherwise,
+//! or with `--no-io-uring`, the mio/epoll loop runs. The loop's timer (open-loop send times,
+//! herd timers, progress, end of run) is an io_uring `Timeout` request there, a `timerfd`
+//! plus the `epoll_wait` timeout under epoll.
 //!
 //! Nothing is allocated per request once the buffers have grown to their working size.
 //! With several servers, every logical connection has one socket per server and keys are
@@ -32,6 +42,7 @@ use rand_distr::{Distribution, Exp};
 
 use crate::run::{Arrival, MetaTemplates, RunConfig, Shared, Stop};
 use crate::stats::{Second, ThreadStats, MAX_LATENCY_US};
+use crate::uring::{Completion, Op, Uring};
 use crate::verify::{self, Check};
 use crate::workload::{parse_key, write_key, KeyDist, Proto};
 use crate::RunError;
@@ -79,8 +90,13 @@ struct Sock {
     server: usize,
     /// Logical connection (thread-local index).
     conn: usize,
+    /// Requests encoded and not yet handed to the kernel.
     wbuf: Vec<u8>,
+    /// epoll: bytes of `wbuf` already written. io_uring: bytes of `sbuf` already sent.
     wpos: usize,
+    /// io_uring: the bytes of the send in flight (swapped with `wbuf` when a send starts,
+    /// so new requests never touch memory the kernel is reading).
+    sbuf: Vec<u8>,
     rbuf: Vec<u8>,
     rstart: usize,
     rend: usize,
@@ -92,8 +108,10 @@ struct Sock {
     keys: VecDeque<(u64, u32)>,
     /// Slots held by herd fills waiting on the backing store.
     held: usize,
-    /// io_uring: a send of `wbuf[wpos..]` is with the kernel.
+    /// io_uring: a send of `sbuf[wpos..]` is with the kernel.
     in_flight: bool,
+    /// io_uring: the multishot receive is armed.
+    recv_armed: bool,
     in_ready: bool,
     dead: bool,
 }
@@ -101,6 +119,26 @@ struct Sock {
 impl Sock {
     fn outstanding(&self) -> usize {
         self.pending.len() + self.held
+    }
+
+    /// Make room for at least `n` more bytes at `rbuf[rend..]`.
+    fn read_room(&mut self, n: usize) {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        }
+        if self.rbuf.len() - self.rend >= n {
+            return;
+        }
+        if self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        if self.rbuf.len() - self.rend < n {
+            let len = (self.rbuf.len() * 2).max(self.rend + n);
+            self.rbuf.resize(len, 0);
+        }
     }
 }
 
@@ -139,13 +177,14 @@ pub(crate) struct Driver<'a> {
     stopping: bool,
     budget: Option<u64>,
     timerfd: Option<RawFd>,
-    /// Sends of one event-loop round go to the kernel in one system call (unless
-    /// `--no-io-uring` or io_uring is unavailable).
-    uring: Option<io_uring::IoUring>,
-    uring_queued: usize,
-    uring_in_flight: usize,
+    /// Sends and receives through io_uring, one system call per event-loop round (unless
+    /// `--no-io-uring` or io_uring is unavailable: then epoll and send()/recv()).
+    uring: Option<Uring>,
+    /// Reaped io_uring completions (reused).
+    cqes: Vec<Completion>,
     timer_armed_for: Option<Instant>,
-    /// When the one-shot timer is due, to measure how late wake-ups are.
+    /// When the one-shot timerfd (epoll) or the Timeout request (io_uring) for an arrival is
+    /// due, to measure how late wake-ups are.
     timer_fires_at: Option<Instant>,
     /// Smoothed lateness of timer wake-ups.
     wake_late: Duration,
@@ -170,12 +209,29 @@ impl<'a> Driver<'a> {
         thread: usize,
     ) -> Result<Self, RunError> {
         let start = Instant::now();
+        if cfg.sched_batch && cfg.rate.is_none() {
+            // Closed loop: a reply that wakes this thread does not preempt the server's thread
+            // on the same CPU in the middle of its batch; the thread runs when that one blocks
+            // (or at the next tick) and then finds several replies instead of one. About half
+            // the context switches per request on a machine shared with the server. Open loop
+            // keeps prompt wake-ups for its send times.
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: plain syscall; affects only the calling (driver) thread.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        }
         let poll = Poll::new().map_err(|e| RunError::Io {
             what: "create epoll".into(),
             source: e,
         })?;
         let w = &cfg.workload;
         let nconn = cfg.connections;
+        let uring = if cfg.io_uring {
+            // Where io_uring is unavailable (old kernel, seccomp, io_uring_disabled) the
+            // driver falls back to epoll and one send()/recv() per request.
+            Uring::new(nconn * cfg.servers.len()).ok()
+        } else {
+            None
+        };
         let mut socks = Vec::with_capacity(nconn * cfg.servers.len());
         for conn in 0..nconn {
             for (server, addr) in cfg.servers.iter().enumerate() {
@@ -190,22 +246,25 @@ impl<'a> Driver<'a> {
                 })?;
                 let mut stream = TcpStream::from_std(std);
                 let id = socks.len();
-                poll.registry()
-                    .register(
-                        &mut stream,
-                        Token(id),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .map_err(|e| RunError::Io {
-                        what: format!("register {addr}"),
-                        source: e,
-                    })?;
+                if uring.is_none() {
+                    poll.registry()
+                        .register(
+                            &mut stream,
+                            Token(id),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .map_err(|e| RunError::Io {
+                            what: format!("register {addr}"),
+                            source: e,
+                        })?;
+                }
                 socks.push(Sock {
                     stream,
                     server,
                     conn,
                     wbuf: Vec::with_capacity(16 * 1024),
                     wpos: 0,
+                    sbuf: Vec::with_capacity(if uring.is_some() { 16 * 1024 } else { 0 }),
                     rbuf: vec![0; READ_CHUNK],
                     rstart: 0,
                     rend: 0,
@@ -213,6 +272,7 @@ impl<'a> Driver<'a> {
                     keys: VecDeque::with_capacity(cfg.pipeline.max(1) * w.multiget as usize * 2),
                     held: 0,
                     in_flight: false,
+                    recv_armed: false,
                     in_ready: false,
                     dead: false,
                 });
@@ -241,40 +301,38 @@ impl<'a> Driver<'a> {
                 // Timer slack (50 us by default) would delay every intended send time.
                 // SAFETY: prctl(PR_SET_TIMERSLACK) affects only the calling thread.
                 unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-                // SAFETY: plain syscall; the fd is owned by this driver and closed on drop.
-                let fd = unsafe {
-                    libc::timerfd_create(
-                        libc::CLOCK_MONOTONIC,
-                        libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-                    )
+                let fd = if uring.is_some() {
+                    // io_uring waits take a nanosecond timeout: no timer fd needed.
+                    None
+                } else {
+                    // SAFETY: plain syscall; the fd is owned by this driver and closed on drop.
+                    let fd = unsafe {
+                        libc::timerfd_create(
+                            libc::CLOCK_MONOTONIC,
+                            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+                        )
+                    };
+                    if fd < 0 {
+                        return Err(RunError::Io {
+                            what: "timerfd_create".into(),
+                            source: io::Error::last_os_error(),
+                        });
+                    }
+                    poll.registry()
+                        .register(&mut SourceFd(&fd), TIMER_TOKEN, Interest::READABLE)
+                        .map_err(|e| RunError::Io {
+                            what: "register timerfd".into(),
+                            source: e,
+                        })?;
+                    Some(fd)
                 };
-                if fd < 0 {
-                    return Err(RunError::Io {
-                        what: "timerfd_create".into(),
-                        source: io::Error::last_os_error(),
-                    });
-                }
-                poll.registry()
-                    .register(&mut SourceFd(&fd), TIMER_TOKEN, Interest::READABLE)
-                    .map_err(|e| RunError::Io {
-                        what: "register timerfd".into(),
-                        source: e,
-                    })?;
                 let exp = match cfg.arrival {
                     Arrival::Poisson => Exp::new(per_thread).ok(),
                     Arrival::Fixed => None,
                 };
-                (Some(fd), exp, Duration::from_secs_f64(1.0 / per_thread))
+                (fd, exp, Duration::from_secs_f64(1.0 / per_thread))
             }
             None => (None, None, Duration::ZERO),
-        };
-        let uring = if cfg.io_uring {
-            // Where io_uring is unavailable (old kernel, seccomp, io_uring_disabled) the
-            // driver falls back to one send() per request.
-            let n = (socks.len() * 2).next_power_of_two().clamp(64, 4096) as u32;
-            io_uring::IoUring::new(n).ok()
-        } else {
-            None
         };
         let budget = match cfg.stop {
             Stop::Requests(n) => {
@@ -311,8 +369,7 @@ impl<'a> Driver<'a> {
             budget,
             timerfd,
             uring,
-            uring_queued: 0,
-            uring_in_flight: 0,
+            cqes: Vec::with_capacity(256),
             timer_armed_for: None,
             timer_fires_at: None,
             wake_late: Duration::from_micros(20),
@@ -346,6 +403,7 @@ impl<'a> Driver<'a> {
         let mut drain_deadline = None;
         for s in 0..self.socks.len() {
             self.mark_ready(s);
+            self.arm_recv(s);
         }
         loop {
             let now = Instant::now();
@@ -386,10 +444,13 @@ impl<'a> Driver<'a> {
                 }
                 self.dispatch(now);
             }
-            self.submit_sends();
             self.publish();
             let timeout = self.next_wakeup(now, end, drain_deadline);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if self.uring.is_some() {
+                self.uring_round(now + timeout)?;
+                continue;
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -440,12 +501,142 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// io_uring: submit the round's sends and wait (one `io_uring_enter`), then handle every
+    /// completion.
+    fn uring_round(&mut self, deadline: Instant) -> Result<(), RunError> {
+        let Some(u) = self.uring.as_mut() else {
+            return Ok(());
+        };
+        u.submit_and_wait(deadline).map_err(|e| RunError::Io {
+            what: "io_uring_enter".into(),
+            source: e,
+        })?;
+        let mut cqes = std::mem::take(&mut self.cqes);
+        u.reap(&mut cqes);
+        let now = Instant::now();
+        if let Some(target) = self.timer_fires_at.take() {
+            if now >= target {
+                // How late this machine wakes us: the early-wake margin follows it.
+                self.wake_late = (self.wake_late * 7 + (now - target)) / 8;
+            }
+        }
+        for c in cqes.drain(..) {
+            match c.op {
+                Op::Send => self.on_sent(c),
+                Op::Recv => self.on_recv(c, now),
+                Op::Cancel | Op::Timer | Op::TimerUpdate => {}
+            }
+        }
+        self.cqes = cqes;
+        Ok(())
+    }
+
+    /// io_uring: arm the socket's multishot receive (once; again only when it ends).
+    fn arm_recv(&mut self, s: usize) {
+        let sock = &mut self.socks[s];
+        let Some(u) = self.uring.as_mut() else {
+            return;
+        };
+        if sock.dead || sock.recv_armed {
+            return;
+        }
+        match u.arm_recv(sock.stream.as_raw_fd(), s) {
+            Ok(()) => sock.recv_armed = true,
+            Err(_) => self.fail(s),
+        }
+    }
+
+    /// io_uring: a receive completion (data, end of stream, or the receive ended).
+    fn on_recv(&mut self, c: Completion, now: Instant) {
+        let s = c.sock;
+        let (Some(u), Some(sock)) = (self.uring.as_mut(), self.socks.get_mut(s)) else {
+            return;
+        };
+        if !c.more() {
+            sock.recv_armed = false;
+        }
+        if let Some(bid) = c.buffer() {
+            if c.res > 0 && !sock.dead {
+                let n = c.res as usize;
+                sock.read_room(n);
+                // SAFETY: the completion just handed buffer `bid` to us and it goes back to
+                // the kernel only below, after the copy.
+                let data = unsafe { u.data(bid, n) };
+                sock.rbuf[sock.rend..sock.rend + n].copy_from_slice(data);
+                sock.rend += n;
+            }
+            u.recycle(bid);
+        }
+        if sock.dead {
+            return;
+        }
+        match c.res {
+            n if n > 0 => {
+                self.parse(s, now);
+                if self.socks[s].dead {
+                    // A malformed or unexpected reply (counted by `parse`): stop receiving.
+                    self.stop_io(s);
+                    return;
+                }
+                if !self.stopping {
+                    self.mark_ready(s);
+                }
+                if !c.more() {
+                    // The kernel ended the multishot receive (e.g. completion queue full).
+                    self.arm_recv(s);
+                }
+            }
+            // Every provided buffer is waiting to be copied out: they are back now.
+            e if e == -libc::ENOBUFS => self.arm_recv(s),
+            0 => {
+                if !sock.pending.is_empty() {
+                    self.stats.conn_errors += 1;
+                }
+                self.kill(s);
+            }
+            _ => self.fail(s),
+        }
+    }
+
+    /// io_uring: a send completion.
+    fn on_sent(&mut self, c: Completion) {
+        let Some(sock) = self.socks.get_mut(c.sock) else {
+            return;
+        };
+        sock.in_flight = false;
+        if sock.dead {
+            return;
+        }
+        let left = sock.sbuf.len() - sock.wpos;
+        match c.res {
+            n if n > 0 || (n == 0 && left == 0) => {
+                sock.wpos += n as usize;
+                if sock.wpos >= sock.sbuf.len() {
+                    sock.sbuf.clear();
+                    sock.wpos = 0;
+                }
+                // The rest of a short send, or what was encoded meanwhile.
+                self.queue_send(c.sock);
+            }
+            e if e == -libc::EAGAIN || e == -libc::EINTR => self.queue_send(c.sock),
+            _ => self.fail(c.sock),
+        }
+    }
+
+    /// A connection error: count it and drop the connection.
+    fn fail(&mut self, s: usize) {
+        if !self.socks[s].dead {
+            self.stats.conn_errors += 1;
+            self.kill(s);
+        }
+    }
+
     fn next_wakeup(
         &mut self,
         now: Instant,
         end: Option<Instant>,
         drain: Option<Instant>,
-    ) -> Option<Duration> {
+    ) -> Duration {
         let mut wake = drain.or(end).unwrap_or(now + Duration::from_millis(100));
         if !self.measuring {
             wake = wake.min(self.measure_start);
@@ -458,39 +649,58 @@ impl<'a> Driver<'a> {
         }
         // Progress: wake at least every 100 ms to publish counters.
         wake = wake.min(now + Duration::from_millis(100));
-        if let (Some(fd), false) = (self.timerfd, self.stopping) {
-            if self.interval < PRECISE_BELOW {
-                // High rate: a periodic tick (armed once) sends whatever is due; a re-armed
-                // one-shot timer per arrival would cost more than the requests.
-                if self.timer_armed_for.is_none() {
+        if self.cfg.rate.is_none() || self.stopping {
+            return wake.saturating_duration_since(now);
+        }
+        let timerfd = self.timerfd;
+        if self.interval < PRECISE_BELOW {
+            // High rate: a tick every TICK sends whatever is due; waking up for every
+            // arrival would cost more than the requests.
+            match timerfd {
+                // epoll: a periodic timerfd, armed once.
+                Some(fd) if self.timer_armed_for.is_none() => {
                     self.timer_armed_for = Some(now);
                     arm_timer(fd, TICK, TICK);
                 }
-                return Some(wake.saturating_duration_since(now));
+                Some(_) => {}
+                // io_uring: the Timeout request (moved earlier only when needed).
+                None => wake = wake.min(self.next_arrival.max(now + TICK)),
             }
-            // Low rate: wake just before each intended send time and busy-poll the rest
-            // (at most a quarter of the time between arrivals).
-            let spin = (self.wake_late * 2)
-                .clamp(MIN_EARLY, MAX_EARLY)
-                .min(self.interval / 4);
-            if self.next_arrival <= now + spin {
-                // The next send is imminent: poll without sleeping (replies are still
-                // processed) so the wake-up delay is not charged to the server.
-                return Some(Duration::ZERO);
-            }
+            return wake.saturating_duration_since(now);
+        }
+        // Low rate: wake just before each intended send time and busy-poll the rest
+        // (at most a quarter of the time between arrivals).
+        let spin = (self.wake_late * 2)
+            .clamp(MIN_EARLY, MAX_EARLY)
+            .min(self.interval / 4);
+        if self.next_arrival <= now + spin {
+            // The next send is imminent: poll without sleeping (replies are still
+            // processed) so the wake-up delay is not charged to the server.
+            return Duration::ZERO;
+        }
+        let d = self
+            .next_arrival
+            .saturating_duration_since(now + spin)
+            .max(Duration::from_nanos(1));
+        match timerfd {
             // Sub-millisecond precision for the next intended send time (re-armed only when
             // that time moved: one timerfd_settime per arrival, not per loop).
-            if self.timer_armed_for != Some(self.next_arrival) {
-                self.timer_armed_for = Some(self.next_arrival);
-                let d = self
-                    .next_arrival
-                    .saturating_duration_since(now + spin)
-                    .max(Duration::from_nanos(1));
-                self.timer_fires_at = Some(now + d);
-                arm_timer(fd, d, Duration::ZERO);
+            Some(fd) => {
+                if self.timer_armed_for != Some(self.next_arrival) {
+                    self.timer_armed_for = Some(self.next_arrival);
+                    self.timer_fires_at = Some(now + d);
+                    arm_timer(fd, d, Duration::ZERO);
+                }
+            }
+            // io_uring: the Timeout request (nanosecond resolution).
+            None => {
+                if now + d < wake {
+                    wake = now + d;
+                    self.timer_fires_at = Some(wake);
+                }
             }
         }
-        Some(wake.saturating_duration_since(now))
+        wake.saturating_duration_since(now)
     }
 
     fn arrivals(&mut self, now: Instant) {
@@ -533,14 +743,6 @@ impl<'a> Driver<'a> {
             }
             self.ready.pop_front();
             self.socks[s].in_ready = false;
-            if self.socks[s].in_flight {
-                // Its buffer is with the kernel: collect that send before appending.
-                self.submit_sends();
-                if self.socks[s].in_flight {
-                    self.mark_ready(s);
-                    break;
-                }
-            }
             if self.socks[s].dead {
                 continue;
             }
@@ -683,77 +885,33 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// io_uring: queue a send of what `s` has buffered (submitted in one batch later).
+    /// io_uring: queue a send of what `s` has encoded, unless one is in flight (its
+    /// completion queues the next). Submitted with the round's wait.
     fn queue_send(&mut self, s: usize) {
         let sock = &mut self.socks[s];
-        if sock.in_flight || sock.dead || sock.wpos >= sock.wbuf.len() {
-            return;
-        }
-        let Some(ring) = self.uring.as_mut() else {
+        let Some(u) = self.uring.as_mut() else {
             return;
         };
-        let pending = &sock.wbuf[sock.wpos..];
-        let entry = io_uring::opcode::Send::new(
-            io_uring::types::Fd(sock.stream.as_raw_fd()),
-            pending.as_ptr(),
-            pending.len().min(u32::MAX as usize) as u32,
-        )
-        .build()
-        .user_data(s as u64);
-        // SAFETY: the buffer is not touched (appended to, moved or freed) while `in_flight`
-        // is set; `in_flight` is cleared only when the completion has been reaped.
-        while unsafe { ring.submission().push(&entry) }.is_err() {
-            // Submission queue full: hand what is queued to the kernel first.
-            if ring.submit().is_err() {
-                break;
-            }
-        }
-        sock.in_flight = true;
-        self.uring_queued += 1;
-        self.uring_in_flight += 1;
-    }
-
-    /// io_uring: submit queued sends with one system call and reap their completions.
-    fn submit_sends(&mut self) {
-        if self.uring_queued == 0 && self.uring_in_flight == 0 {
+        if sock.in_flight || sock.dead {
             return;
         }
-        let Some(ring) = self.uring.as_mut() else {
-            return;
-        };
-        if self.uring_queued > 0 {
-            // Non-blocking sockets: every send completes (or fails with EAGAIN) inline.
-            let _ = ring.submit();
-            self.uring_queued = 0;
-        }
-        let mut resend = Vec::new();
-        for cqe in ring.completion() {
-            let s = cqe.user_data() as usize;
-            let Some(sock) = self.socks.get_mut(s) else {
-                continue;
-            };
-            if sock.in_flight {
-                sock.in_flight = false;
-                self.uring_in_flight -= 1;
+        if sock.wpos >= sock.sbuf.len() {
+            sock.sbuf.clear();
+            sock.wpos = 0;
+            if sock.wbuf.is_empty() {
+                return;
             }
-            let res = cqe.result();
-            if res > 0 {
-                sock.wpos += res as usize;
-                if sock.wpos >= sock.wbuf.len() {
-                    sock.wbuf.clear();
-                    sock.wpos = 0;
-                } else {
-                    resend.push(s);
-                }
-            } else if res == -libc::EAGAIN || res == -libc::EINTR {
-                // Socket buffer full: the writable event (edge-triggered) resumes it.
-            } else {
-                sock.dead = true;
-                self.stats.conn_errors += 1;
-            }
+            std::mem::swap(&mut sock.sbuf, &mut sock.wbuf);
         }
-        for s in resend {
-            self.queue_send(s);
+        let pending = &sock.sbuf[sock.wpos..];
+        // SAFETY: `sbuf` is not written, moved or freed while `in_flight` is set: requests are
+        // encoded into `wbuf`, `sbuf` is only swapped or cleared here and in `on_sent` when
+        // `in_flight` is clear, and `in_flight` is cleared only when this send's completion is
+        // reaped. On drop the driver cancels and reaps every request first and leaks the
+        // sockets if that fails.
+        match unsafe { u.send(sock.stream.as_raw_fd(), pending.as_ptr(), pending.len(), s) } {
+            Ok(()) => sock.in_flight = true,
+            Err(_) => self.fail(s),
         }
     }
 
@@ -810,12 +968,28 @@ impl<'a> Driver<'a> {
     }
 
     fn kill(&mut self, s: usize) {
+        self.socks[s].dead = true;
+        self.stop_io(s);
         let sock = &mut self.socks[s];
-        sock.dead = true;
-        let _ = self.poll.registry().deregister(&mut sock.stream);
         self.stats.unsent += sock.pending.len() as u64;
         sock.pending.clear();
         sock.keys.clear();
+    }
+
+    /// A dead socket: no more events from epoll; its io_uring requests cancelled.
+    fn stop_io(&mut self, s: usize) {
+        let sock = &mut self.socks[s];
+        match self.uring.as_mut() {
+            Some(u) => {
+                if sock.recv_armed || sock.in_flight {
+                    // Their final completions still arrive (and are ignored).
+                    let _ = u.cancel_fd(sock.stream.as_raw_fd(), s);
+                }
+            }
+            None => {
+                let _ = self.poll.registry().deregister(&mut sock.stream);
+            }
+        }
     }
 
     fn parse(&mut self, s: usize, now: Instant) {
@@ -1236,6 +1410,13 @@ fn arm_timer(fd: RawFd, d: Duration, every: Duration) {
 
 impl Drop for Driver<'_> {
     fn drop(&mut self) {
+        if let Some(u) = self.uring.as_mut() {
+            if !u.cancel_all() {
+                // The kernel may still read a send buffer: leak the sockets' buffers rather
+                // than free memory it could use (the ring leaks its own buffers likewise).
+                std::mem::forget(std::mem::take(&mut self.socks));
+            }
+        }
         if let Some(fd) = self.timerfd.take() {
             // SAFETY: closing the timerfd we created.
             unsafe { libc::close(fd) };

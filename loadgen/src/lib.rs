@@ -8,9 +8,10 @@
 //!  main.rs (clap) ─> cli::Args ─> run::RunConfig ──> run::run ──────────────> stats::Report
 //!                                      │               │  one thread per --threads   (table, JSON,
 //!                                      │               └─> driver::Driver             HdrHistogram logs)
-//!                                      │                    mio event loop over --connections
-//!                                      │                    sockets; workload::KeyDist, verify,
-//!                                      │                    herd; protocol encode/parse_response
+//!                                      │                    event loop over --connections sockets:
+//!                                      │                    uring (io_uring) or mio (epoll);
+//!                                      │                    workload::KeyDist, verify, herd;
+//!                                      │                    protocol encode/parse_response
 //!                                      ├─> scan::scan / scan::search (repeated runs) ─> plot (SVG)
 //!                                      └─> compare::compare (spawns servers, A B A B runs)
 //! ```
@@ -26,11 +27,13 @@ pub mod plot;
 pub mod run;
 pub mod scan;
 pub mod stats;
+mod uring;
 pub mod verify;
 pub mod workload;
 
 pub use run::{run, Arrival, RunConfig, Stop};
 pub use stats::Report;
+pub use uring::available as io_uring_available;
 
 /// A bad option or combination of options.
 #[derive(Debug, thiserror::Error)]

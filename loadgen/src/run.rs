@@ -122,10 +122,16 @@ pub struct RunConfig {
     pub meta: MetaTemplates,
     /// Show a live progress line on stderr.
     pub progress: bool,
-    /// Send through io_uring when the kernel allows it: one system call per event-loop
-    /// round instead of one per request, so the server's wake-ups no longer preempt the
-    /// generator in the middle of a burst. Default on; plain send() otherwise.
+    /// Send and receive through io_uring when the kernel allows it (Linux 6.1+, io_uring
+    /// not disabled): one `io_uring_enter` per event-loop round submits the round's sends
+    /// and waits for replies (multishot receives), instead of epoll_wait plus one send()
+    /// and one recv() per request. Default on; epoll otherwise. `Report::io_path` says which
+    /// ran.
     pub io_uring: bool,
+    /// Closed loop: run the driver threads as `SCHED_BATCH`, so a reply does not preempt a
+    /// server thread sharing the CPU (fewer context switches per request when client and
+    /// server share a machine; no effect across machines). Default on.
+    pub sched_batch: bool,
 }
 
 impl RunConfig {
@@ -180,6 +186,7 @@ impl RunConfig {
             meta: MetaTemplates::new(0, 0),
             progress: false,
             io_uring: true,
+            sched_batch: true,
         })
     }
 

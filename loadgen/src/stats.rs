@@ -103,7 +103,8 @@ pub struct ThreadStats {
     pub conn_errors: u64,
     /// Open loop: how late each request was sent after its intended time (µs).
     pub send_lag: Histogram<u64>,
-    /// Whether requests went out through io_uring (else one send() each).
+    /// Whether sends and receives went through io_uring (else epoll and one send()/recv()
+    /// each).
     pub io_uring: bool,
 }
 
@@ -229,6 +230,8 @@ pub struct ReportJson {
     pub totals: TypeSummary,
     pub unsent: u64,
     pub connection_errors: u64,
+    /// The I/O path the driver threads used: `io_uring` or `epoll`.
+    pub io: &'static str,
     /// loadgen's own CPU (user + system) per completed request, microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cpu_us_per_request: Option<f64>,
@@ -269,6 +272,15 @@ impl Report {
         TypeSummary::from_stats(&self.totals, self.seconds)
     }
 
+    /// The I/O path the driver threads used: `io_uring` or `epoll`.
+    pub fn io_path(&self) -> &'static str {
+        if self.stats.io_uring {
+            "io_uring"
+        } else {
+            "epoll"
+        }
+    }
+
     /// loadgen's own CPU per completed request (µs).
     pub fn client_cpu_us_per_request(&self) -> Option<f64> {
         let ops = self.totals.ops;
@@ -286,6 +298,7 @@ impl Report {
             totals: self.total(),
             unsent: self.stats.unsent,
             connection_errors: self.stats.conn_errors,
+            io: self.io_path(),
             client_cpu_us_per_request: self.client_cpu_us_per_request(),
             send_lag_p50_us: (!self.stats.send_lag.is_empty())
                 .then(|| self.stats.send_lag.value_at_quantile(0.5)),
@@ -380,12 +393,11 @@ impl Report {
             );
         }
         if let Some(c) = self.client_cpu_us_per_request() {
-            let via = if self.stats.io_uring {
-                "io_uring"
-            } else {
-                "send()"
-            };
-            let _ = writeln!(out, "loadgen CPU per request: {c:.2} us (sends via {via})");
+            let _ = writeln!(
+                out,
+                "loadgen CPU per request: {c:.2} us (I/O via {})",
+                self.io_path()
+            );
         }
         if !self.stats.send_lag.is_empty() {
             let l = &self.stats.send_lag;
