@@ -102,6 +102,10 @@ pub struct Settings {
     pub lease_stale_ttl: u32,
     /// Prometheus exporter address (`--metrics-listen`), off by default.
     pub metrics_listen: Option<String>,
+    /// Workers send each round's replies in one io_uring batch (`-o no_io_uring`: one
+    /// `send` per connection, as memcached does). Falls back by itself where io_uring is
+    /// unavailable.
+    pub io_uring: bool,
 }
 
 impl Default for Settings {
@@ -142,6 +146,7 @@ impl Default for Settings {
             lease_ttl: DEFAULT_LEASE_TTL,
             lease_stale_ttl: DEFAULT_LEASE_STALE_TTL,
             metrics_listen: None,
+            io_uring: true,
         }
     }
 }
@@ -390,6 +395,7 @@ impl Settings {
                 self.warm_max_factor = num("warm_max_factor", need("warm_max_factor")?, "a number")?
             }
             "track_sizes" => self.track_sizes = true,
+            "no_io_uring" => self.io_uring = false,
             "lease_ttl" => self.lease_ttl = num("lease_ttl", need("lease_ttl")?, "seconds")?,
             "lease_stale_ttl" => {
                 self.lease_stale_ttl = num("lease_stale_ttl", need("lease_stale_ttl")?, "seconds")?

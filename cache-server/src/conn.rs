@@ -13,6 +13,7 @@
 
 use std::io::{self, Read as _, Write};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,6 +91,23 @@ pub struct Conn {
     /// output drains it must run again without waiting for a readable event (all the input
     /// may already be buffered, and then none comes).
     backlog: bool,
+    /// Replies are not written here: the worker sends every connection's output of a round
+    /// in one batch ([`crate::send_ring`]) and reports back through [`Conn::sent`].
+    deferred: bool,
+    /// In the worker's send batch of the current round.
+    pub queued: bool,
+}
+
+/// What a batched send did to a connection ([`Conn::sent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// All output written. `resume`: more work waits without any event coming (input held
+    /// back at the high-water mark, a dump to continue); `close`: the connection is done.
+    All { resume: bool, close: bool },
+    /// The socket is full: its writable event resumes the connection.
+    Part,
+    /// The socket failed: close.
+    Failed,
 }
 
 impl Conn {
@@ -98,6 +116,7 @@ impl Conn {
         token: Token,
         registry: &Registry,
         sh: &Shared,
+        deferred: bool,
     ) -> io::Result<Self> {
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         let peer = stream
@@ -120,6 +139,8 @@ impl Conn {
             pipelined: false,
             dumped: 0,
             backlog: false,
+            deferred,
+            queued: false,
         })
     }
 
@@ -139,6 +160,47 @@ impl Conn {
 
     fn pending_output(&self) -> usize {
         self.wbuf.len() - self.wpos
+    }
+
+    /// Write directly from now on (the worker is draining for shutdown).
+    pub fn write_directly(&mut self) {
+        self.deferred = false;
+    }
+
+    /// Output for the worker's send batch, if any waits (deferred mode only).
+    pub fn to_send(&self) -> Option<(RawFd, &[u8])> {
+        (self.deferred && self.wpos < self.wbuf.len())
+            .then(|| (self.stream.as_raw_fd(), &self.wbuf[self.wpos..]))
+    }
+
+    /// Account for the result of the batched send of [`Conn::to_send`]'s bytes: a byte
+    /// count or `-errno`.
+    pub fn sent(&mut self, res: i32, ts: &ThreadStats) -> Sent {
+        self.queued = false;
+        match res {
+            n if n > 0 => {
+                self.wpos += n as usize;
+                ThreadStats::add(&ts.bytes_written, n as u64);
+                if self.wpos < self.wbuf.len() {
+                    return Sent::Part;
+                }
+                self.reset_output();
+                Sent::All {
+                    resume: self.backlog || self.dump.is_some(),
+                    close: self.closing,
+                }
+            }
+            n if n == -libc::EAGAIN || n == -libc::EINTR => Sent::Part,
+            _ => Sent::Failed,
+        }
+    }
+
+    fn reset_output(&mut self) {
+        self.wbuf.clear();
+        self.wpos = 0;
+        if self.wbuf.capacity() > SHRINK_ABOVE {
+            self.wbuf.shrink_to(READ_CHUNK);
+        }
     }
 
     /// Make progress on everything the socket allows: read, execute, write. Edge-triggered:
@@ -220,6 +282,11 @@ impl Conn {
                         // the dump runs to its end first (memcached drops it).
                         self.eof = true;
                         continue;
+                    }
+                    if self.deferred && self.pending_output() > 0 {
+                        // The replies go out with the worker's batch, then it closes.
+                        self.closing = true;
+                        return Drive::Keep;
                     }
                     let _ = self.flush(ts);
                     return Drive::Close;
@@ -365,6 +432,9 @@ impl Conn {
     }
 
     fn flush(&mut self, ts: &ThreadStats) -> io::Result<()> {
+        if self.deferred {
+            return Ok(()); // the worker's batch sends it
+        }
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -377,11 +447,7 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        self.wbuf.clear();
-        self.wpos = 0;
-        if self.wbuf.capacity() > SHRINK_ABOVE {
-            self.wbuf.shrink_to(READ_CHUNK);
-        }
+        self.reset_output();
         Ok(())
     }
 }

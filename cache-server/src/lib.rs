@@ -24,6 +24,7 @@ mod conn;
 mod dump;
 mod exec;
 pub mod metrics;
+pub mod send_ring;
 pub mod server;
 pub mod stats;
 mod stats_reply;

@@ -9,6 +9,9 @@
 //!  worker 1..t: mio::Poll ── Conn: read -> protocol::parse_request -> exec -> output buffer
 //!                                 (one write for many pipelined replies; reading pauses
 //!                                  while the output buffer is over its high-water mark)
+//!              end of each round: every connection's output in one io_uring_enter
+//!                                 (send_ring.rs; plain writes with -o no_io_uring or
+//!                                  where io_uring is unavailable)
 //!  maintenance thread: engine.lru_maintainer_tick / crawler_step / automove_tick
 //!  Shutdown (SIGTERM, `shutdown`, or ServerHandle::shutdown): stop accepting, finish and
 //!  flush what was received, close, join.
@@ -29,8 +32,9 @@ use parking_lot::{Condvar, Mutex};
 use protocol::Limits;
 
 use crate::config::Settings;
-use crate::conn::{Conn, Drive, Timing};
+use crate::conn::{Conn, Drive, Sent, Timing};
 use crate::metrics::{Labels, LatencyRecorder, LatencyRegistry};
+use crate::send_ring::SendRing;
 use crate::stats::{GlobalCounts, StatsRegistry, ThreadStats};
 use crate::storage::{Engine, SystemClock};
 
@@ -423,15 +427,36 @@ fn worker_loop(
 ) {
     let lat = &*lat;
     let mut events = Events::with_capacity(256);
-    let mut conns: Vec<Option<Conn>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    // Connections that answered `Drive::Yield`: driven again after this round of events.
-    let mut again: Vec<usize> = Vec::new();
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("worker")
+        .to_string();
+    let mut ring = if sh.settings.io_uring {
+        match SendRing::new() {
+            Ok(r) => {
+                tracing::info!("{name}: replies sent in batches through io_uring");
+                Some(r)
+            }
+            Err(e) => {
+                tracing::info!("{name}: io_uring unavailable ({e}): one send per connection");
+                None
+            }
+        }
+    } else {
+        tracing::info!("{name}: one send per connection (no_io_uring)");
+        None
+    };
+    let mut slots = Slots {
+        conns: Vec::new(),
+        free: Vec::new(),
+        again: Vec::new(),
+        sendq: Vec::new(),
+    };
     let idle = sh.settings.idle_timeout;
     let timeout = (idle > 0).then(|| Duration::from_secs(1));
     let mut drain_deadline: Option<Instant> = None;
     loop {
-        let t = if !again.is_empty() {
+        let t = if !slots.again.is_empty() {
             Some(Duration::ZERO)
         } else if drain_deadline.is_some() {
             Some(Duration::from_millis(20))
@@ -449,51 +474,49 @@ fn worker_loop(
             .metrics_on
             .load(Ordering::Relaxed)
             .then(|| (lat, Instant::now()));
-        let retry = std::mem::take(&mut again);
+        let retry = std::mem::take(&mut slots.again);
         for ev in events.iter() {
             if ev.token() == WAKER {
                 while let Ok(stream) = rx.try_recv() {
-                    let idx = free.pop().unwrap_or_else(|| {
-                        conns.push(None);
-                        conns.len() - 1
+                    let idx = slots.free.pop().unwrap_or_else(|| {
+                        slots.conns.push(None);
+                        slots.conns.len() - 1
                     });
-                    match Conn::new(stream, Token(idx + 2), poll.registry(), &sh) {
+                    let deferred = ring.is_some() && !sh.shutdown.is_set();
+                    match Conn::new(stream, Token(idx + 2), poll.registry(), &sh, deferred) {
                         Ok(c) => {
-                            conns[idx] = Some(c);
+                            slots.conns[idx] = Some(c);
                             // Data may already be waiting (edge-triggered registration).
-                            drive_one(
-                                &mut conns, &mut free, &mut again, idx, &poll, &sh, &ts, timing,
-                            );
+                            slots.drive(idx, &poll, &sh, &ts, timing);
                         }
                         Err(e) => {
                             tracing::warn!("registering a connection failed: {e}");
                             sh.conns.curr.fetch_sub(1, Ordering::Relaxed);
-                            free.push(idx);
+                            slots.free.push(idx);
                         }
                     }
                 }
                 continue;
             }
-            let idx = ev.token().0 - 2;
-            drive_one(
-                &mut conns, &mut free, &mut again, idx, &poll, &sh, &ts, timing,
-            );
+            slots.drive(ev.token().0 - 2, &poll, &sh, &ts, timing);
         }
         for idx in retry {
             // A slot closed and reused since is driven once for nothing: harmless.
-            if !again.contains(&idx) {
-                drive_one(
-                    &mut conns, &mut free, &mut again, idx, &poll, &sh, &ts, timing,
-                );
+            if !slots.again.contains(&idx) {
+                slots.drive(idx, &poll, &sh, &ts, timing);
             }
+        }
+        if let Some(ring) = ring.as_mut() {
+            slots.send_batch(ring, &poll, &sh, &ts);
         }
         if idle > 0 {
             let now = sh.engine.clock().unix_now();
-            for (idx, slot) in conns.iter_mut().enumerate() {
-                if slot.as_ref().is_some_and(|c| c.idle_for(now) > idle as i64) {
-                    let c = slot.take().expect("present");
-                    c.close(poll.registry(), &sh);
-                    free.push(idx);
+            for idx in 0..slots.conns.len() {
+                if slots.conns[idx]
+                    .as_ref()
+                    .is_some_and(|c| c.idle_for(now) > idle as i64)
+                {
+                    slots.close(idx, &poll, &sh);
                 }
             }
         }
@@ -504,51 +527,106 @@ fn worker_loop(
                 drop(stream);
                 sh.conns.curr.fetch_sub(1, Ordering::Relaxed);
             }
-            again.clear();
-            for (idx, slot) in conns.iter_mut().enumerate() {
-                let done = match slot.as_mut() {
-                    Some(c) => c.drive(&sh, &ts, timing) == Drive::Close || !c.has_pending_output(),
+            slots.again.clear();
+            for idx in 0..slots.conns.len() {
+                let done = match slots.conns[idx].as_mut() {
+                    Some(c) => {
+                        // Draining is rare and short: plain writes.
+                        c.write_directly();
+                        c.drive(&sh, &ts, timing) == Drive::Close || !c.has_pending_output()
+                    }
                     None => false,
                 };
-                if done || (slot.is_some() && Instant::now() >= deadline) {
-                    let c = slot.take().expect("present");
-                    c.close(poll.registry(), &sh);
-                    free.push(idx);
+                if done || (slots.conns[idx].is_some() && Instant::now() >= deadline) {
+                    slots.close(idx, &poll, &sh);
                 }
             }
-            if conns.iter().all(Option::is_none) {
+            if slots.conns.iter().all(Option::is_none) {
                 break;
             }
         }
     }
 }
 
-/// Drive connection `idx` (if still open) and act on the outcome.
-#[allow(clippy::too_many_arguments)]
-fn drive_one(
-    conns: &mut [Option<Conn>],
-    free: &mut Vec<usize>,
-    again: &mut Vec<usize>,
-    idx: usize,
-    poll: &Poll,
-    sh: &Shared,
-    ts: &ThreadStats,
-    timing: Timing<'_>,
-) {
-    let Some(c) = conns.get_mut(idx).and_then(Option::as_mut) else {
-        return;
-    };
-    match c.drive(sh, ts, timing) {
-        Drive::Keep => {}
-        Drive::Yield => {
-            if !again.contains(&idx) {
-                again.push(idx);
+/// A worker's connections.
+struct Slots {
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// Connections to drive again after this round without waiting for an event
+    /// (`Drive::Yield`, or a batched send that freed a connection holding back input).
+    again: Vec<usize>,
+    /// Connections with replies for this round's send batch.
+    sendq: Vec<usize>,
+}
+
+impl Slots {
+    /// Drive connection `idx` (if still open) and act on the outcome.
+    fn drive(
+        &mut self,
+        idx: usize,
+        poll: &Poll,
+        sh: &Shared,
+        ts: &ThreadStats,
+        timing: Timing<'_>,
+    ) {
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        match c.drive(sh, ts, timing) {
+            Drive::Keep => {}
+            Drive::Yield => {
+                if !self.again.contains(&idx) {
+                    self.again.push(idx);
+                }
+            }
+            Drive::Close => return self.close(idx, poll, sh),
+        }
+        if !c.queued && c.to_send().is_some() {
+            c.queued = true;
+            self.sendq.push(idx);
+        }
+    }
+
+    fn close(&mut self, idx: usize, poll: &Poll, sh: &Shared) {
+        if let Some(c) = self.conns[idx].take() {
+            c.close(poll.registry(), sh);
+            self.free.push(idx);
+        }
+    }
+
+    /// Send every queued connection's output in one batch and act on the results.
+    fn send_batch(&mut self, ring: &mut SendRing, poll: &Poll, sh: &Shared, ts: &ThreadStats) {
+        if self.sendq.is_empty() {
+            return;
+        }
+        let conns = &self.conns;
+        let results = ring.send_all(self.sendq.iter().filter_map(|&idx| {
+            let c = conns[idx].as_ref()?;
+            let (fd, bytes) = c.to_send()?;
+            Some((idx, fd, bytes))
+        }));
+        for &(idx, res) in results {
+            let Some(c) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            match c.sent(res, ts) {
+                Sent::All { close: true, .. } | Sent::Failed => {
+                    let c = self.conns[idx].take().expect("present");
+                    c.close(poll.registry(), sh);
+                    self.free.push(idx);
+                }
+                Sent::All { resume: true, .. } => {
+                    if !self.again.contains(&idx) {
+                        self.again.push(idx);
+                    }
+                }
+                Sent::All { .. } | Sent::Part => {}
             }
         }
-        Drive::Close => {
-            let c = conns[idx].take().expect("present");
-            c.close(poll.registry(), sh);
-            free.push(idx);
+        for idx in self.sendq.drain(..) {
+            if let Some(c) = self.conns[idx].as_mut() {
+                c.queued = false;
+            }
         }
     }
 }
