@@ -4,6 +4,7 @@
 # alternating A B A B. Prints each client's ops/s and its own CPU per request (user+sys of
 # the client process, from getrusage), then the ratios loadgen/memcaslap.
 #   cargo build --release -p loadgen && loadgen/bench/vs_memcaslap.sh
+# LG_ARGS adds loadgen options (e.g. LG_ARGS="--conn-order block").
 set -u
 LG=${LG:-$(dirname "$0")/../../target/release/loadgen}
 DUR=${DUR:-8}
@@ -30,7 +31,7 @@ for r in $(seq "$ROUNDS"); do
   echo "memcaslap round $r: ops=$ops ops/s=$(echo "$ops/$DUR" | bc) cpu_s=$cpu us_per_req=$(echo "scale=3; $cpu*1000000/$ops" | bc)"
   echo "$ops $cpu" >> "$tmp/a"
   out=$(cpu_of "$LG" --server "127.0.0.1:$port" --threads 2 --connections 16 --ratio 1:9 \
-        --value-size 100 --key-space 100000 --duration "${DUR}s" --json-out "$tmp/lg.json")
+        --value-size 100 --key-space 100000 --duration "${DUR}s" --json-out "$tmp/lg.json" ${LG_ARGS:-})
   ops=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["totals"]; print(int(t.get("ops", t["ops_per_sec"]*'"$DUR"')))' "$tmp/lg.json")
   cpu=$(echo "$out" | awk '/^CPU/ {print $2}')
   echo "loadgen   round $r: ops=$ops ops/s=$(echo "$ops/$DUR" | bc) cpu_s=$cpu us_per_req=$(echo "scale=3; $cpu*1000000/$ops" | bc)"

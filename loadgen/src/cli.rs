@@ -138,6 +138,13 @@ pub struct RunArgs {
     /// SCHED_BATCH a reply does not preempt a server thread sharing the CPU).
     #[arg(long)]
     pub no_sched_batch: bool,
+    /// The order the threads open their connections in: `interleave` (thread 0's first,
+    /// thread 1's first, ..., then everyone's second, ...) or `block` (all of thread 0's,
+    /// then thread 1's, ...). Against a server that deals connections round-robin to as
+    /// many workers as there are threads, `interleave` puts each thread's connections on
+    /// one worker and `block` spreads them over all.
+    #[arg(long, default_value = "interleave")]
+    pub conn_order: String,
 }
 
 /// `10`, `2.5`, `10s`, `500ms`, `250us`, `1m`.
@@ -233,6 +240,7 @@ impl RunArgs {
         cfg.seed = self.seed;
         cfg.io_uring = !self.no_io_uring;
         cfg.sched_batch = !self.no_sched_batch;
+        cfg.conn_order = self.conn_order.parse()?;
         cfg.validate()?;
         let mode = match (&self.scan, &self.search) {
             (Some(s), _) => Mode::Scan(s.parse()?),

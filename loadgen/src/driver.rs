@@ -40,7 +40,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
 
-use crate::run::{Arrival, MetaTemplates, RunConfig, Shared, Stop};
+use crate::run::{Arrival, ConnOrder, MetaTemplates, RunConfig, Shared, Stop};
 use crate::stats::{Second, ThreadStats, MAX_LATENCY_US};
 use crate::uring::{Completion, Op, Uring};
 use crate::verify::{self, Check};
@@ -233,7 +233,17 @@ impl<'a> Driver<'a> {
             None
         };
         let mut socks = Vec::with_capacity(nconn * cfg.servers.len());
+        let abort_guard = shared.turns.abort_on_drop();
         for conn in 0..nconn {
+            let turn = match cfg.conn_order {
+                ConnOrder::Interleave => conn * cfg.threads + thread,
+                ConnOrder::Block => thread * nconn + conn,
+            };
+            if !shared.turns.wait(turn as u64) {
+                return Err(RunError::Thread(
+                    "another driver thread could not connect".into(),
+                ));
+            }
             for (server, addr) in cfg.servers.iter().enumerate() {
                 let std = std::net::TcpStream::connect(addr).map_err(|e| RunError::Connect {
                     addr: addr.to_string(),
@@ -277,7 +287,9 @@ impl<'a> Driver<'a> {
                     dead: false,
                 });
             }
+            shared.turns.advance();
         }
+        abort_guard.disarm();
         let conn_total = (cfg.threads * nconn) as u64;
         let conn_base = (thread * nconn) as u64;
         let seed = cfg.seed ^ (thread as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);

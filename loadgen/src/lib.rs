@@ -31,7 +31,7 @@ mod uring;
 pub mod verify;
 pub mod workload;
 
-pub use run::{run, Arrival, RunConfig, Stop};
+pub use run::{run, Arrival, ConnOrder, RunConfig, Stop};
 pub use stats::Report;
 pub use uring::available as io_uring_available;
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex, OnceLock};
+use std::sync::{Barrier, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use mcrouter::hash::{HashFunc, HashSelector};
@@ -132,6 +132,96 @@ pub struct RunConfig {
     /// server thread sharing the CPU (fewer context switches per request when client and
     /// server share a machine; no effect across machines). Default on.
     pub sched_batch: bool,
+    /// The order the threads open their connections in (see [`ConnOrder`]).
+    pub conn_order: ConnOrder,
+}
+
+/// The order in which the driver threads open their connections. Deterministic either way,
+/// so a run is repeatable: with connections opened concurrently, which server worker gets
+/// which thread's connections (memcached hands them out round-robin) changed from run to
+/// run, and so did the throughput.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnOrder {
+    /// Thread 0's first connection, thread 1's first, ..., thread 0's second, ... (the
+    /// default). Against a server that deals connections round-robin to as many workers as
+    /// there are threads, each thread's connections all land on one worker, so a client
+    /// thread and its server worker can share a CPU without waking across CPUs.
+    Interleave,
+    /// All of thread 0's connections, then thread 1's, ...: every thread's connections are
+    /// spread over all the server's workers.
+    Block,
+}
+
+impl std::str::FromStr for ConnOrder {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "interleave" => Ok(ConnOrder::Interleave),
+            "block" => Ok(ConnOrder::Block),
+            _ => Err(ConfigError::Invalid {
+                option: "--conn-order",
+                value: s.to_string(),
+                expected: "interleave or block",
+            }),
+        }
+    }
+}
+
+/// Hands out turns to open connections in [`ConnOrder`], across the driver threads.
+#[derive(Debug, Default)]
+pub struct ConnTurns {
+    next: Mutex<u64>,
+    cv: Condvar,
+    aborted: AtomicBool,
+}
+
+impl ConnTurns {
+    /// Block until turn `n` comes; false if a thread gave up (its connect failed).
+    pub(crate) fn wait(&self, n: u64) -> bool {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        while *next != n {
+            if self.aborted.load(Ordering::Relaxed) {
+                return false;
+            }
+            next = self.cv.wait(next).unwrap_or_else(|e| e.into_inner());
+        }
+        true
+    }
+
+    /// The current turn is done.
+    pub(crate) fn advance(&self) {
+        *self.next.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.cv.notify_all();
+    }
+
+    /// Aborts the turns when dropped, unless [`AbortOnDrop::disarm`]ed: a thread that
+    /// leaves its connect loop early by any error path never leaves the others waiting.
+    pub(crate) fn abort_on_drop(&self) -> AbortOnDrop<'_> {
+        AbortOnDrop(Some(self))
+    }
+
+    /// No more turns will be taken: wake every waiter.
+    pub(crate) fn abort(&self) {
+        let _g = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        self.aborted.store(true, Ordering::Relaxed);
+        self.cv.notify_all();
+    }
+}
+
+pub(crate) struct AbortOnDrop<'a>(Option<&'a ConnTurns>);
+
+impl AbortOnDrop<'_> {
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.0 {
+            t.abort();
+        }
+    }
 }
 
 impl RunConfig {
@@ -187,6 +277,7 @@ impl RunConfig {
             progress: false,
             io_uring: true,
             sched_batch: true,
+            conn_order: ConnOrder::Interleave,
         })
     }
 
@@ -253,6 +344,8 @@ pub struct Shared {
     pub p99_us: AtomicU64,
     /// Ask the drivers to stop early.
     pub cancel: AtomicBool,
+    /// Connection-opening turns ([`ConnOrder`]).
+    pub turns: ConnTurns,
 }
 
 /// Run one measurement.

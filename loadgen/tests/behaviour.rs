@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::{FakeServer, Misbehave};
 use loadgen::herd::HerdConfig;
+use loadgen::workload::KeyPattern;
 use loadgen::workload::{Proto, Range, Ratio};
-use loadgen::{run, Arrival, RunConfig, Stop};
+use loadgen::{run, Arrival, ConnOrder, RunConfig, Stop};
 
 fn config(servers: &[&FakeServer]) -> RunConfig {
     let names: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
@@ -227,6 +228,47 @@ fn multiget_counts_hits_and_misses_per_key() {
     let g = &r.stats.gets;
     assert_eq!(g.hits + g.misses, g.ops * 5);
     assert!(g.hits > 0 && g.misses > 0);
+}
+
+#[test]
+fn connections_open_in_the_chosen_order() {
+    for order in [ConnOrder::Interleave, ConnOrder::Block] {
+        let srv = FakeServer::start_with(Misbehave::default(), true);
+        let mut cfg = config(&[&srv]);
+        cfg.threads = 3;
+        cfg.connections = 4;
+        cfg.conn_order = order;
+        // Sequential keys from each thread's own third of a large space: a key tells which
+        // thread asked for it.
+        cfg.workload.pattern = KeyPattern::Sequential;
+        cfg.workload.key_space = 3_000_000;
+        cfg.stop = Stop::Requests(3000);
+        run(&cfg).unwrap();
+        let per_conn = srv.keys_per_connection();
+        assert_eq!(per_conn.len(), 12, "{order:?}");
+        for (k, keys) in per_conn.iter().enumerate() {
+            let want = match order {
+                ConnOrder::Interleave => k % 3,
+                ConnOrder::Block => k / 4,
+            };
+            assert!(
+                !keys.is_empty(),
+                "{order:?}: connection {k} asked for nothing: {:?}",
+                per_conn.iter().map(Vec::len).collect::<Vec<_>>()
+            );
+            for key in keys {
+                let n: u64 = String::from_utf8_lossy(key)
+                    .trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .unwrap_or_else(|_| panic!("key {key:?}"));
+                assert_eq!(
+                    (n / 1_000_000) as usize,
+                    want,
+                    "{order:?}: accepted connection {k} carries key {n}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

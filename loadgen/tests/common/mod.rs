@@ -39,6 +39,8 @@ struct State {
     counters: Arc<Counters>,
     keys_seen: Mutex<Vec<Vec<u8>>>,
     record_keys: bool,
+    /// With `record_keys`: the keys asked for on each connection, in accept order.
+    conn_keys: Mutex<Vec<Vec<Vec<u8>>>>,
 }
 
 pub struct FakeServer {
@@ -67,13 +69,19 @@ impl FakeServer {
             counters: counters.clone(),
             keys_seen: Mutex::default(),
             record_keys,
+            conn_keys: Mutex::default(),
         });
         let st = state.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
                 let st = st.clone();
-                std::thread::spawn(move || serve(conn, st));
+                let idx = {
+                    let mut ck = st.conn_keys.lock().unwrap();
+                    ck.push(Vec::new());
+                    ck.len() - 1
+                };
+                std::thread::spawn(move || serve(conn, st, idx));
             }
         });
         FakeServer {
@@ -86,9 +94,14 @@ impl FakeServer {
     pub fn keys_seen(&self) -> Vec<Vec<u8>> {
         self.state.keys_seen.lock().unwrap().clone()
     }
+
+    /// Keys asked for per connection, in the order the connections were accepted.
+    pub fn keys_per_connection(&self) -> Vec<Vec<Vec<u8>>> {
+        self.state.conn_keys.lock().unwrap().clone()
+    }
 }
 
-fn serve(mut conn: TcpStream, st: Arc<State>) {
+fn serve(mut conn: TcpStream, st: Arc<State>, idx: usize) {
     let _ = conn.set_nodelay(true);
     let limits = Limits::default();
     let mut buf = vec![0u8; 64 * 1024];
@@ -111,7 +124,7 @@ fn serve(mut conn: TcpStream, st: Arc<State>) {
         loop {
             match parse_request(&buf[start..end], &limits) {
                 Ok(Some((req, used))) => {
-                    handle(&st, req, &mut out);
+                    handle(&st, req, &mut out, idx);
                     start += used;
                 }
                 Ok(None) => break,
@@ -137,17 +150,19 @@ fn serve(mut conn: TcpStream, st: Arc<State>) {
     }
 }
 
-fn handle(st: &State, req: Request<'_>, out: &mut Vec<u8>) {
+fn handle(st: &State, req: Request<'_>, out: &mut Vec<u8>, conn: usize) {
     st.counters.requests.fetch_add(1, Ordering::Relaxed);
     if st.record_keys {
         if let Some(k) = req.key() {
             st.keys_seen.lock().unwrap().push(k.to_vec());
+            st.conn_keys.lock().unwrap()[conn].push(k.to_vec());
         }
         if let Request::Retrieval { keys, .. } = &req {
             st.keys_seen
                 .lock()
                 .unwrap()
                 .extend(keys.iter().map(|k| k.to_vec()));
+            st.conn_keys.lock().unwrap()[conn].extend(keys.iter().map(|k| k.to_vec()));
         }
     }
     let value_for = |key: &[u8]| -> Option<Vec<u8>> {
