@@ -8,10 +8,15 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_cache-server");
 
 fn start(args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    launch(args, Stdio::inherit())
+}
+
+/// Spawn with `stderr` and wait for the `listening on` line.
+fn launch(args: &[&str], stderr: Stdio) -> (std::process::Child, std::net::SocketAddr) {
     let mut child = Command::new(BIN)
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn cache-server");
     let mut line = String::new();
@@ -141,22 +146,7 @@ fn start_with(path: WritePath, args: &[&str]) -> (std::process::Child, std::net:
     if path == WritePath::Direct {
         all.extend(["-o", "no_io_uring"]);
     }
-    let mut child = Command::new(BIN)
-        .args(&all)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cache-server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, addr) = launch(&all, Stdio::piped());
     let want = match path {
         WritePath::Batched if io_uring_works() => "replies sent in batches through io_uring",
         WritePath::Batched => "io_uring unavailable",
