@@ -18,12 +18,16 @@
 //!   destination. A get issued after the client's write therefore never joins a request
 //!   that was sent before the write; it starts a new one, queued behind the write.
 //! - Multi-key gets are not coalesced (they are split per server by the proxy).
+//! - The first request's own future drives the backend request and hands the reply to
+//!   the joiners (no task per flight); if its client goes away first, a joiner takes the
+//!   backend request over.
 //! - On by default; `"coalesce": false` on a pool (or on a `DestinationRoute`) turns it off
 //!   for the routes over that pool.
 //! - Counted in `stats` as `coalesced_requests` (reads answered by another request's reply).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,14 +56,133 @@ struct FlightKey {
 
 struct Flight {
     id: u64,
-    /// `(reply channel, joined)`: the first waiter started the flight.
-    waiters: RefCell<Vec<(oneshot::Sender<Reply>, bool)>>,
+    /// Reply channels of the requests that joined (the leader gets the reply itself).
+    waiters: RefCell<Vec<oneshot::Sender<Reply>>>,
+    /// The backend request of a leader that was dropped before its reply came (its
+    /// client went away): the first joiner to notice takes it over.
+    orphan: RefCell<Option<RouteFuture>>,
+    /// The reply, once it came (for a joiner that re-registers after a takeover).
+    landed: RefCell<Option<Reply>>,
+}
+
+/// The request that started a flight: its future drives the backend request and hands
+/// the reply to the joiners (no task of its own). Dropped early, it leaves the backend
+/// request to a joiner.
+struct Leader {
+    fut: Option<RouteFuture>,
+    ctx: Rc<Ctx>,
+    fk: FlightKey,
+    flight: Rc<Flight>,
+    /// Took over from a dropped leader: answers like a joiner (lease hot miss).
+    joined: bool,
+}
+
+impl Leader {
+    /// Close the flight and answer every joiner.
+    fn land(&self, reply: &Reply) {
+        self.close();
+        let lease = self.fk.op == Op::LeaseGet;
+        let joined_reply = || {
+            if lease {
+                crate::lease::as_hot_miss(reply)
+            } else {
+                reply.clone()
+            }
+        };
+        *self.flight.landed.borrow_mut() = Some(joined_reply());
+        for tx in self.flight.waiters.take() {
+            let _ = tx.send(joined_reply());
+        }
+    }
+
+    /// Take the flight out of the open ones (if it is still this one).
+    fn close(&self) {
+        let mut flights = self.ctx.coalesce.flights.borrow_mut();
+        if flights
+            .get(&self.fk)
+            .is_some_and(|f| f.id == self.flight.id)
+        {
+            flights.remove(&self.fk);
+        }
+    }
+}
+
+impl Future for Leader {
+    type Output = Reply;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Reply> {
+        let Some(fut) = self.fut.as_mut() else {
+            return std::task::Poll::Ready(Reply::error_static(
+                ErrorClass::LocalError,
+                b"SERVER_ERROR polled twice\r\n",
+            ));
+        };
+        let reply = std::task::ready!(fut.as_mut().poll(cx));
+        self.fut = None;
+        self.land(&reply);
+        std::task::Poll::Ready(if self.joined && self.fk.op == Op::LeaseGet {
+            crate::lease::as_hot_miss(&reply)
+        } else {
+            reply
+        })
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        let Some(fut) = self.fut.take() else {
+            return;
+        };
+        // Later reads start a new flight.
+        self.close();
+        // Joiners still waiting (each holds the flight) get the request: dropping their
+        // senders wakes them, and the first to run takes it over (see `join`).
+        if Rc::strong_count(&self.flight) > 1 {
+            *self.flight.orphan.borrow_mut() = Some(fut);
+            drop(self.flight.waiters.take());
+        }
+    }
+}
+
+/// A joiner: wait for the leader's reply; if the leader was dropped, take its request
+/// over (or wait for whoever did).
+async fn join(
+    mut rx: oneshot::Receiver<Reply>,
+    ctx: Rc<Ctx>,
+    fk: FlightKey,
+    flight: Rc<Flight>,
+) -> Reply {
+    loop {
+        if let Ok(r) = rx.await {
+            return r;
+        }
+        if let Some(r) = flight.landed.borrow().clone() {
+            return r;
+        }
+        let orphan = flight.orphan.borrow_mut().take();
+        if let Some(fut) = orphan {
+            return Leader {
+                fut: Some(fut),
+                ctx,
+                fk,
+                flight,
+                joined: true,
+            }
+            .await;
+        }
+        let (tx, rx2) = oneshot::channel();
+        flight.waiters.borrow_mut().push(tx);
+        rx = rx2;
+    }
 }
 
 /// A worker's open flights.
 #[derive(Default)]
 pub struct Coalescer {
-    flights: RefCell<HashMap<FlightKey, Rc<Flight>>>,
+    flights: RefCell<HashMap<FlightKey, Rc<Flight>, ahash::RandomState>>,
     next_id: Cell<u64>,
 }
 
@@ -110,47 +233,94 @@ impl Coalescer {
             op: req.op(),
             key: Bytes::copy_from_slice(req.key()),
         };
-        let (tx, rx) = oneshot::channel();
-        let wait = Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Reply::error_static(
-                    ErrorClass::LocalError,
-                    b"SERVER_ERROR mcrouter: request dropped\r\n",
-                )
-            })
-        });
-        if let Some(f) = this.flights.borrow().get(&fk) {
-            f.waiters.borrow_mut().push((tx, true));
+        let open = this.flights.borrow().get(&fk).cloned();
+        if let Some(flight) = open {
+            let (tx, rx) = oneshot::channel();
+            flight.waiters.borrow_mut().push(tx);
             COALESCED.fetch_add(1, Ordering::Relaxed);
-            return wait;
+            return Box::pin(join(rx, ctx.clone(), fk, flight));
         }
         let id = this.next_id.get();
         this.next_id.set(id + 1);
         let flight = Rc::new(Flight {
             id,
-            waiters: RefCell::new(vec![(tx, false)]),
+            waiters: RefCell::new(Vec::new()),
+            orphan: RefCell::new(None),
+            landed: RefCell::new(None),
         });
         let fut = send();
         this.flights.borrow_mut().insert(fk.clone(), flight.clone());
-        let ctx = ctx.clone();
-        tokio::task::spawn_local(async move {
-            let reply = fut.await;
-            {
-                let mut flights = ctx.coalesce.flights.borrow_mut();
-                if flights.get(&fk).is_some_and(|f| f.id == id) {
-                    flights.remove(&fk);
-                }
+        Box::pin(Leader {
+            fut: Some(fut),
+            ctx: ctx.clone(),
+            fk,
+            flight,
+            joined: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::ReplyKind;
+    use crate::route::testing::run;
+
+    /// A backend request that answers when `rx` fires.
+    fn pending(rx: oneshot::Receiver<&'static [u8]>) -> RouteFuture {
+        Box::pin(async move {
+            let b = rx.await.unwrap_or(b"SERVER_ERROR gone\r\n");
+            Reply {
+                kind: ReplyKind::Hit,
+                bytes: Bytes::from_static(b),
             }
-            let lease = fk.op == Op::LeaseGet;
-            for (tx, joined) in flight.waiters.take() {
-                let r = if joined && lease {
-                    crate::lease::as_hot_miss(&reply)
-                } else {
-                    reply.clone()
-                };
-                let _ = tx.send(r);
+        })
+    }
+
+    #[test]
+    fn joiners_get_the_leaders_reply_and_one_request_is_sent() {
+        run(|ctx| async move {
+            let req = Req::from_wire(b"get k\r\n").unwrap();
+            let (tx, rx) = oneshot::channel();
+            let mut sent = 0;
+            let a = Coalescer::join_or_send(&ctx, 1, &req, || {
+                sent += 1;
+                pending(rx)
+            });
+            let b = Coalescer::join_or_send(&ctx, 1, &req, || unreachable!("joins"));
+            let c = Coalescer::join_or_send(&ctx, 1, &req, || unreachable!("joins"));
+            assert_eq!((sent, ctx.coalesce.open_flights()), (1, 1));
+            tx.send(b"VALUE k 0 1\r\nx\r\nEND\r\n").unwrap();
+            let (a, b, c) = tokio::join!(a, b, c);
+            for r in [a, b, c] {
+                assert_eq!(&r.bytes[..], b"VALUE k 0 1\r\nx\r\nEND\r\n");
             }
+            assert_eq!(ctx.coalesce.open_flights(), 0, "the flight closed");
         });
-        wait
+    }
+
+    #[test]
+    fn a_dropped_leader_leaves_its_request_to_the_joiners() {
+        run(|ctx| async move {
+            let req = Req::from_wire(b"get k\r\n").unwrap();
+            let (tx, rx) = oneshot::channel();
+            let a = Coalescer::join_or_send(&ctx, 1, &req, || pending(rx));
+            let b = Coalescer::join_or_send(&ctx, 1, &req, || unreachable!("joins"));
+            let c = Coalescer::join_or_send(&ctx, 1, &req, || unreachable!("joins"));
+            // The leader's client goes away before the reply.
+            drop(a);
+            assert_eq!(ctx.coalesce.open_flights(), 0, "later reads start anew");
+            let b = tokio::task::spawn_local(b);
+            let c = tokio::task::spawn_local(c);
+            tokio::task::yield_now().await;
+            tx.send(b"VALUE k 0 1\r\ny\r\nEND\r\n").unwrap();
+            for r in [b.await.unwrap(), c.await.unwrap()] {
+                assert_eq!(&r.bytes[..], b"VALUE k 0 1\r\ny\r\nEND\r\n");
+            }
+            // A leader dropped with no joiner closes its flight.
+            let (_tx, rx) = oneshot::channel();
+            drop(Coalescer::join_or_send(&ctx, 1, &req, || pending(rx)));
+            assert_eq!(ctx.coalesce.open_flights(), 0);
+        });
     }
 }
