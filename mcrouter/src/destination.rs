@@ -10,10 +10,12 @@
 //! ```
 //!
 //! Requests queued while the connection task is busy are written together (one `write`
-//! for many requests), and replies are parsed in order and handed back as zero-copy
-//! slices of the read buffer. A connection that times out, errors or returns garbage is
-//! closed and every request pending on it fails with `SERVER_ERROR` (a late reply could
-//! otherwise be matched to the wrong request); the next request reconnects.
+//! for many requests; with the worker's [`SendBatcher`], one send in the round's io_uring
+//! batch, the rest written directly if the socket was full), and replies are parsed in
+//! order and handed back as zero-copy slices of the read buffer. A connection that times
+//! out, errors or returns garbage is closed and every request pending on it fails with
+//! `SERVER_ERROR` (a late reply could otherwise be matched to the wrong request); the
+//! next request reconnects.
 //!
 //! Health is shared by all workers ([`DestShared`]): after `tko_threshold` consecutive
 //! failures, or at once on a refused connect, the destination is TKO ("technical knock
@@ -37,6 +39,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
 use crate::reply::{classify, ErrorClass, Reply, ReplyKind};
+use crate::send_batch::{SendBatcher, Ticket};
 
 /// Options for destinations (from the command line).
 #[derive(Debug, Clone, Copy)]
@@ -208,6 +211,8 @@ struct Conn {
     st: RefCell<ConnState>,
     notify: Notify,
     metrics: crate::metrics::DestMetrics,
+    /// The worker's send batcher (`None`: write directly).
+    sends: Option<Rc<SendBatcher>>,
 }
 
 /// Progress through a multi-part reply (a get's `VALUE`s before `END`).
@@ -333,9 +338,13 @@ impl Conn {
     }
 
     async fn serve(&self, mut stream: TcpStream, rbuf: &mut BytesMut) -> (ErrorClass, String) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
         let (mut rd, mut wr) = stream.split();
         let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
         let mut wpos = 0usize;
+        // A batched send of `wbuf` in progress (the batcher holds the buffer meanwhile).
+        // Declared after `stream`, so it is dropped (withdrawn) before the socket closes.
+        let mut ticket: Option<Ticket> = None;
         let period = (self.opts.server_timeout / 8)
             .clamp(Duration::from_millis(2), Duration::from_millis(100));
         let mut tick = tokio::time::interval(period);
@@ -344,12 +353,17 @@ impl Conn {
         // (sequence number of the oldest pending request, when it became the oldest)
         let mut watched = (u64::MAX, Instant::now());
         loop {
-            if wpos == wbuf.len() {
+            if ticket.is_none() && wpos == wbuf.len() {
                 wbuf.clear();
                 wpos = 0;
                 std::mem::swap(&mut wbuf, &mut self.st.borrow_mut().out);
+                if let (Some(b), false) = (&self.sends, wbuf.is_empty()) {
+                    ticket = Some(b.submit(fd, std::mem::take(&mut wbuf)));
+                }
             }
-            let want_write = wpos < wbuf.len();
+            // With a batched send in progress, the rest of `wbuf` (if the socket was
+            // full) is written directly once it is back.
+            let want_write = ticket.is_none() && wpos < wbuf.len();
             if rbuf.capacity() - rbuf.len() < 4096 {
                 rbuf.reserve(64 * 1024);
             }
@@ -364,6 +378,20 @@ impl Conn {
                     }
                     Err(e) => return (ErrorClass::LocalError, format!("read error: {e}")),
                 },
+                (back, r) = std::future::poll_fn(|cx| match ticket.as_mut() {
+                    Some(t) => t.poll_done(cx),
+                    None => Poll::Pending,
+                }), if ticket.is_some() => {
+                    ticket = None;
+                    wbuf = back;
+                    match r {
+                        Ok(n) => {
+                            wpos = n;
+                            self.shared.health.writes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => return (ErrorClass::LocalError, format!("write error: {e}")),
+                    }
+                },
                 w = wr.write(&wbuf[wpos..]), if want_write => match w {
                     Ok(0) => return (ErrorClass::LocalError, "write returned 0".into()),
                     Ok(n) => {
@@ -372,7 +400,7 @@ impl Conn {
                     }
                     Err(e) => return (ErrorClass::LocalError, format!("write error: {e}")),
                 },
-                _ = self.notify.notified(), if !want_write => {}
+                _ = self.notify.notified(), if !want_write && ticket.is_none() => {}
                 _ = tick.tick() => {
                     // No clock read per request: a request times out once it has been the
                     // oldest one for a whole server timeout (within 1-1.25x, checked every
@@ -465,6 +493,7 @@ async fn probe_once(addr: &str) -> bool {
 /// A worker's connections, indexed by destination id.
 pub struct WorkerDests {
     opts: DestOptions,
+    sends: Option<Rc<SendBatcher>>,
     table: RefCell<Vec<Option<Rc<ConnSet>>>>,
 }
 
@@ -475,10 +504,21 @@ struct ConnSet {
 
 impl WorkerDests {
     pub fn new(opts: DestOptions) -> Self {
+        Self::with_sends(opts, None)
+    }
+
+    /// Connections that write through the worker's send batcher (when `Some`).
+    pub fn with_sends(opts: DestOptions, sends: Option<Rc<SendBatcher>>) -> Self {
         WorkerDests {
             opts,
+            sends,
             table: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The worker's send batcher, if it has one.
+    pub fn sends(&self) -> Option<&Rc<SendBatcher>> {
+        self.sends.as_ref()
     }
 
     pub fn options(&self) -> &DestOptions {
@@ -500,6 +540,7 @@ impl WorkerDests {
                             st: RefCell::new(ConnState::default()),
                             notify: Notify::new(),
                             metrics: crate::metrics::DestMetrics::new(&d.addr),
+                            sends: self.sends.clone(),
                         })
                     })
                     .collect(),

@@ -22,6 +22,7 @@
 //! - [`destination`]: connections to servers, pipelining, timeouts, health (TKO, probes).
 //! - [`request`], [`reply`]: what flows through the tree.
 //! - [`proxy`]: client connections and the worker threads; [`server`]: start-up, reload.
+//! - [`send_batch`]: each worker round's socket writes in one io_uring submission.
 //! - [`admin`]: `get __mcrouter__.*`; [`stats`]: the router's own `stats`.
 
 pub mod admin;
@@ -38,5 +39,6 @@ pub mod proxy;
 pub mod reply;
 pub mod request;
 pub mod route;
+pub mod send_batch;
 pub mod server;
 pub mod stats;

@@ -69,6 +69,10 @@ struct Args {
     /// route tree (port 0 picks one; printed as `invalidation intake on ADDR`).
     #[arg(long = "invalidation-listen")]
     invalidation_listen: Option<SocketAddr>,
+    /// Write sockets directly instead of batching each worker round's writes into one
+    /// io_uring submission.
+    #[arg(long = "no-io-uring")]
+    no_io_uring: bool,
     /// More logging (-v info, -vv debug).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -123,6 +127,7 @@ fn main() -> Result<()> {
         async_dir: args.async_dir.clone(),
         intake_listen: args.invalidation_listen,
         asynclog_max_backlog: args.asynclog_max_backlog.max(1),
+        io_uring: !args.no_io_uring,
     };
     let (router, local) = match config_file {
         Some(_) => (

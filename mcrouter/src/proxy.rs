@@ -11,6 +11,11 @@
 //! replies in request order, batched into as few writes as possible. At most
 //! `max_client_outstanding` requests are in flight per client; beyond that it stops
 //! reading (backpressure).
+//!
+//! With io_uring (the default; `--no-io-uring` turns it off), a worker's writes of one
+//! scheduler round, client replies and destination requests alike, leave in a single
+//! `io_uring_enter` ([`crate::send_batch`]); a write the socket does not take whole
+//! finishes with a normal readiness-driven write.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
 use protocol::{Limits, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::admin;
@@ -27,6 +32,7 @@ use crate::destination::WorkerDests;
 use crate::reply::{quiet_suppressed, ErrorClass, Reply, ReplyKind};
 use crate::request::{Classified, LocalCmd, Op, Req, StatsGroup};
 use crate::route::{all_destinations, join_all, ready, worst, Ctx, Route, RouteFuture, RouteRef};
+use crate::send_batch::{self, SendBatcher};
 use crate::server::Shared;
 use crate::stats::Stats;
 
@@ -46,12 +52,27 @@ pub fn run_worker(
         }
     };
     let local = tokio::task::LocalSet::new();
+    // Created on this thread: the ring is single-issuer.
+    let sends = if shared.opts.io_uring {
+        match SendBatcher::new() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::info!(error = %e, "io_uring unavailable; writing directly");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let ctx = Rc::new(Ctx {
-        dests: WorkerDests::new(shared.opts.dest),
+        dests: WorkerDests::with_sends(shared.opts.dest, sends.clone()),
         coalesce: Default::default(),
         asynclog: shared.asynclog.clone(),
     });
     local.block_on(&rt, async move {
+        if let Some(b) = sends {
+            tokio::task::spawn_local(b.run_flusher());
+        }
         while let Some((std_stream, kind)) = rx.recv().await {
             let _ = std_stream.set_nonblocking(true);
             let _ = std_stream.set_nodelay(true);
@@ -100,6 +121,7 @@ async fn serve_client(
     let cap = shared.opts.max_client_outstanding.max(1);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let sends = ctx.dests.sends().map(|b| &**b);
     let mut inflight: FuturesOrdered<RouteFuture> = FuturesOrdered::new();
     let mut swallow = 0usize;
     let mut closing = false;
@@ -169,8 +191,7 @@ async fn serve_client(
         }
         if inflight.is_empty() {
             if !wbuf.is_empty() {
-                wr.write_all(&wbuf).await?;
-                wbuf.clear();
+                send_batch::write_all(sends, &mut wr, &mut wbuf).await?;
             }
             if closing || eof {
                 return Ok(());
@@ -190,8 +211,7 @@ async fn serve_client(
                     wbuf.extend_from_slice(&r.bytes);
                 }
                 if !wbuf.is_empty() {
-                    wr.write_all(&wbuf).await?;
-                    wbuf.clear();
+                    send_batch::write_all(sends, &mut wr, &mut wbuf).await?;
                 }
             }
             n = rd.read_buf(&mut rbuf), if can_read => {

@@ -38,6 +38,10 @@ pub struct Options {
     pub intake_listen: Option<SocketAddr>,
     /// Most deletes the asynclog holds (`--asynclog-max-backlog`).
     pub asynclog_max_backlog: usize,
+    /// Batch each worker round's socket writes into one io_uring submission (off with
+    /// `--no-io-uring`; also off where io_uring is unavailable). See
+    /// [`crate::send_batch`].
+    pub io_uring: bool,
 }
 
 impl Options {
@@ -48,7 +52,7 @@ impl Options {
     pub fn describe(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         format!(
-            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}",
+            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}",
             listen.join(","),
             self.num_proxies,
             self.dest.server_timeout.as_millis(),
@@ -67,6 +71,7 @@ impl Options {
             self.intake_listen
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
+            self.io_uring,
         )
     }
 }
@@ -82,6 +87,7 @@ impl Default for Options {
             async_dir: None,
             intake_listen: None,
             asynclog_max_backlog: crate::asynclog::DEFAULT_MAX_BACKLOG,
+            io_uring: true,
         }
     }
 }

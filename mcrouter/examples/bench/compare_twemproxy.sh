@@ -16,7 +16,7 @@ ROUNDS=${1:-3}; SECS=${2:-5}; CONC=${3:-32}; RATE=${4:-10000}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 (cd "$ROOT" && cargo build --release -q -p mcrouter --bin mcrouter --example bench_driver)
-MCROUTER=$TARGET/release/mcrouter
+MCROUTER=${MCROUTER:-$TARGET/release/mcrouter}
 DRIVER=$TARGET/release/examples/bench_driver
 WORK=$(mktemp -d)
 PIDS=()
