@@ -7,12 +7,35 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cache-server");
 
-fn start(args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+fn start(args: &[&str]) -> (Server, std::net::SocketAddr) {
     launch(args, Stdio::inherit())
 }
 
 /// Spawn with `stderr` and wait for the `listening on` line.
-fn launch(args: &[&str], stderr: Stdio) -> (std::process::Child, std::net::SocketAddr) {
+/// A spawned server, killed and reaped when dropped (also when a test panics).
+struct Server(std::process::Child);
+
+impl std::ops::Deref for Server {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn launch(args: &[&str], stderr: Stdio) -> (Server, std::net::SocketAddr) {
     let mut child = Command::new(BIN)
         .args(args)
         .stdout(Stdio::piped())
@@ -29,7 +52,7 @@ fn launch(args: &[&str], stderr: Stdio) -> (std::process::Child, std::net::Socke
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
         .unwrap();
-    (child, addr)
+    (Server(child), addr)
 }
 
 fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -140,7 +163,7 @@ impl WritePath {
 
 /// Start with `-v` and `path`'s options, and check from each worker's start-up line that
 /// the path asked for is the one in use (batched only where this machine has io_uring).
-fn start_with(path: WritePath, args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+fn start_with(path: WritePath, args: &[&str]) -> (Server, std::net::SocketAddr) {
     let mut all: Vec<&str> = args.to_vec();
     all.push("-v");
     if path == WritePath::Direct {
