@@ -610,11 +610,7 @@ impl Slots {
                 continue;
             };
             match c.sent(res, ts) {
-                Sent::All { close: true, .. } | Sent::Failed => {
-                    let c = self.conns[idx].take().expect("present");
-                    c.close(poll.registry(), sh);
-                    self.free.push(idx);
-                }
+                Sent::All { close: true, .. } | Sent::Failed => self.close(idx, poll, sh),
                 Sent::All { resume: true, .. } => {
                     if !self.again.contains(&idx) {
                         self.again.push(idx);
