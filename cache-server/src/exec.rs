@@ -399,7 +399,12 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
                     let _ = write!(
                         out,
                         " exp={} la={} cas={} fetch={} cls={} size={}\r\n",
-                        it.ttl(),
+                        // memcached prints `current_time - exptime`: minus the seconds
+                        // left (-1 for no exptime).
+                        match it.ttl() {
+                            -1 => -1,
+                            left => -left,
+                        },
                         it.last_access(),
                         it.cas(),
                         if it.fetched_before() { "yes" } else { "no" },
