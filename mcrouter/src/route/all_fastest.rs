@@ -6,11 +6,10 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::StreamExt;
 
-use super::{Ctx, Node, Route, RouteFuture, RouteRef};
+use super::{fan_out, finish_in_background, no_children, Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
-use crate::reply::{ErrorClass, Reply};
 use crate::request::Req;
 
 #[derive(Debug)]
@@ -30,27 +29,17 @@ impl Route for AllFastestRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        let mut futs: FuturesUnordered<RouteFuture> = self
-            .children
-            .iter()
-            .map(|c| c.route(req.clone(), ctx))
-            .collect();
+        let mut futs = fan_out(&self.children, &req, ctx);
         Box::pin(async move {
             let mut last = None;
             while let Some(r) = futs.next().await {
                 if !r.is_error() {
-                    if !futs.is_empty() {
-                        tokio::task::spawn_local(
-                            async move { while futs.next().await.is_some() {} },
-                        );
-                    }
+                    finish_in_background(futs);
                     return r;
                 }
                 last = Some(r);
             }
-            last.unwrap_or_else(|| {
-                Reply::error_static(ErrorClass::LocalError, b"SERVER_ERROR no children\r\n")
-            })
+            last.unwrap_or_else(no_children)
         })
     }
 

@@ -7,11 +7,11 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::StreamExt;
 
-use super::{Ctx, Node, Route, RouteFuture, RouteRef};
+use super::{fan_out, finish_in_background, no_children, Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
-use crate::reply::{ErrorClass, Reply};
+use crate::reply::Reply;
 use crate::request::Req;
 
 #[derive(Debug)]
@@ -32,11 +32,7 @@ impl Route for AllMajorityRoute {
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
         let n = self.children.len();
-        let mut futs: FuturesUnordered<RouteFuture> = self
-            .children
-            .iter()
-            .map(|c| c.route(req.clone(), ctx))
-            .collect();
+        let mut futs = fan_out(&self.children, &req, ctx);
         Box::pin(async move {
             let mut seen: Vec<(Reply, usize)> = Vec::new();
             while let Some(r) = futs.next().await {
@@ -51,21 +47,14 @@ impl Route for AllMajorityRoute {
                     }
                 };
                 if count * 2 > n {
-                    // The rest finish in the background.
-                    if !futs.is_empty() {
-                        tokio::task::spawn_local(
-                            async move { while futs.next().await.is_some() {} },
-                        );
-                    }
+                    finish_in_background(futs);
                     return r;
                 }
             }
             seen.into_iter()
                 .max_by(|(a, ca), (b, cb)| ca.cmp(cb).then(a.severity().cmp(&b.severity())))
                 .map(|(r, _)| r)
-                .unwrap_or_else(|| {
-                    Reply::error_static(ErrorClass::LocalError, b"SERVER_ERROR no children\r\n")
-                })
+                .unwrap_or_else(no_children)
         })
     }
 

@@ -6,9 +6,8 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{join_all, worst, Ctx, Node, Route, RouteFuture, RouteRef};
+use super::{join_all, no_children, worst, Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
-use crate::reply::{ErrorClass, Reply};
 use crate::request::Req;
 
 #[derive(Debug)]
@@ -25,11 +24,7 @@ impl AllSyncRoute {
 /// Send to all `children`, return the worst reply.
 pub fn broadcast(children: &[RouteRef], req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
     let futs: Vec<RouteFuture> = children.iter().map(|c| c.route(req.clone(), ctx)).collect();
-    Box::pin(async move {
-        worst(join_all(futs).await).unwrap_or_else(|| {
-            Reply::error_static(ErrorClass::LocalError, b"SERVER_ERROR no children\r\n")
-        })
-    })
+    Box::pin(async move { worst(join_all(futs).await).unwrap_or_else(no_children) })
 }
 
 impl Route for AllSyncRoute {

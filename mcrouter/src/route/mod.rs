@@ -350,6 +350,30 @@ pub async fn join_all(futs: Vec<RouteFuture>) -> Vec<Reply> {
     futures_util::future::join_all(futs).await
 }
 
+/// `req` sent to every child at once; their replies in the order they come (the
+/// `All*` routes that answer before every child has).
+pub fn fan_out(
+    children: &[RouteRef],
+    req: &Req,
+    ctx: &Rc<Ctx>,
+) -> futures_util::stream::FuturesUnordered<RouteFuture> {
+    children.iter().map(|c| c.route(req.clone(), ctx)).collect()
+}
+
+/// Once an `All*` route has its answer, the children still running finish in the
+/// background (their requests were sent; dropping them would cut the replies short).
+pub fn finish_in_background(mut futs: futures_util::stream::FuturesUnordered<RouteFuture>) {
+    use futures_util::StreamExt;
+    if !futs.is_empty() {
+        tokio::task::spawn_local(async move { while futs.next().await.is_some() {} });
+    }
+}
+
+/// What an `All*` route without children answers.
+pub fn no_children() -> Reply {
+    Reply::error_static(ErrorClass::LocalError, b"SERVER_ERROR no children\r\n")
+}
+
 /// The reply with the highest severity (first among equals).
 pub fn worst(replies: Vec<Reply>) -> Option<Reply> {
     let mut best: Option<Reply> = None;
