@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use protocol::{parse_request, ErrorKind, LruCrawlerCommand, Request};
+use protocol::{ErrorKind, Frame, Framer, LruCrawlerCommand, Request};
 
 use crate::dump::{self, Dump, DumpKind};
 use crate::exec::{execute, Outcome};
@@ -73,8 +73,8 @@ pub struct Conn {
     rend: usize,
     wbuf: Vec<u8>,
     wpos: usize,
-    /// Bytes of a rejected data block still to discard.
-    swallow: usize,
+    /// Request framing: the rest of a rejected data block still to skip.
+    framer: Framer,
     /// Close once the output is flushed (`quit`, fatal parse error, EOF).
     closing: bool,
     /// The client closed its side: answer what was received, then close.
@@ -132,7 +132,7 @@ impl Conn {
             rend: 0,
             wbuf: Vec::new(),
             wpos: 0,
-            swallow: 0,
+            framer: Framer::new(),
             closing: false,
             eof: false,
             dump: None,
@@ -350,23 +350,16 @@ impl Conn {
                 executed = true;
                 continue;
             }
-            if self.swallow > 0 {
-                let n = self.swallow.min(self.rend - self.rstart);
-                self.rstart += n;
-                self.swallow -= n;
-                if self.swallow > 0 {
-                    starved = true;
-                    break;
-                }
-            }
             let buf = &self.rbuf[self.rstart..self.rend];
-            if buf.is_empty() {
-                self.pipelined = false;
-                starved = true;
-                break;
-            }
-            match parse_request(buf, &sh.limits) {
-                Ok(Some((req, n))) => {
+            match self.framer.next(buf, &sh.limits) {
+                Frame::Skip(n) => {
+                    self.rstart += n;
+                    if self.framer.swallowing() > 0 {
+                        starved = true;
+                        break;
+                    }
+                }
+                Frame::Request(req, n) => {
                     executed = true;
                     requests += 1;
                     match req {
@@ -396,12 +389,16 @@ impl Conn {
                     }
                     self.rstart += n;
                 }
-                Ok(None) => {
+                Frame::More if self.framer.swallowing() > 0 => {
+                    starved = true;
+                    break;
+                }
+                Frame::More => {
                     self.pipelined = false;
                     starved = true;
                     break;
                 }
-                Err(e) => {
+                Frame::Error(e) => {
                     executed = true;
                     self.pipelined = true;
                     if e.kind == ErrorKind::TooLarge {
@@ -412,7 +409,6 @@ impl Conn {
                         self.wbuf.extend_from_slice(reply.as_bytes());
                     }
                     self.rstart += e.consumed;
-                    self.swallow = e.swallow;
                     if e.close {
                         self.closing = true;
                     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use protocol::{Limits, Request};
+use protocol::{Frame, Framer, Limits, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -126,22 +126,17 @@ async fn serve(stream: &mut TcpStream, shared: &Arc<Shared>, ctx: &Rc<Ctx>) -> s
     let limits = Limits::default();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut batch = Batch::default();
-    let mut swallow = 0usize;
+    let mut framer = Framer::new();
     let mut closing = false;
     loop {
         // Parse everything complete; flush at each `mn` and at the size cap.
         let chunk = rbuf.split().freeze();
         let mut off = 0usize;
         while off < chunk.len() && !closing {
-            if swallow > 0 {
-                let n = swallow.min(chunk.len() - off);
-                off += n;
-                swallow -= n;
-                continue;
-            }
-            match protocol::parse_request(&chunk[off..], &limits) {
-                Ok(None) => break,
-                Ok(Some((parsed, consumed))) => {
+            match framer.next(&chunk[off..], &limits) {
+                Frame::Skip(n) => off += n,
+                Frame::More => break,
+                Frame::Request(parsed, consumed) => {
                     let raw = &chunk[off..off + consumed];
                     let is_mn = matches!(parsed, Request::MetaNoop);
                     let classified =
@@ -166,14 +161,13 @@ async fn serve(stream: &mut TcpStream, shared: &Arc<Shared>, ctx: &Rc<Ctx>) -> s
                         wr.write_all(&r.bytes).await?;
                     }
                 }
-                Err(e) => {
+                Frame::Error(e) => {
                     if let Some(line) = e.reply_line() {
                         batch
                             .slots
                             .push(Slot::Local(Bytes::from(line.into_bytes())));
                     }
                     off += e.consumed;
-                    swallow = e.swallow;
                     if e.close {
                         closing = true;
                     }

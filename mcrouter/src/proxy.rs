@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
-use protocol::{Limits, Request};
+use protocol::{Frame, Framer, Limits, Request};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -123,7 +123,7 @@ async fn serve_client(
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let sends = ctx.dests.sends().map(|b| &**b);
     let mut inflight: FuturesOrdered<RouteFuture> = FuturesOrdered::new();
-    let mut swallow = 0usize;
+    let mut framer = Framer::new();
     let mut closing = false;
     let mut eof = false;
     let mut gauge = InFlightGauge {
@@ -136,21 +136,16 @@ async fn serve_client(
         // buffer holding only part of a request (a big value still arriving) is left alone
         // rather than split and copied back on every read.
         let partial = rbuf.len() > PARTIAL_CHECK_BYTES
-            && swallow == 0
+            && framer.swallowing() == 0
             && matches!(protocol::parse_request(&rbuf, &limits), Ok(None));
         if !rbuf.is_empty() && !closing && !partial {
             let chunk = rbuf.split().freeze();
             let mut off = 0usize;
             while off < chunk.len() && inflight.len() < cap && !closing {
-                if swallow > 0 {
-                    let n = swallow.min(chunk.len() - off);
-                    off += n;
-                    swallow -= n;
-                    continue;
-                }
-                match protocol::parse_request(&chunk[off..], &limits) {
-                    Ok(None) => break,
-                    Ok(Some((parsed, consumed))) => {
+                match framer.next(&chunk[off..], &limits) {
+                    Frame::Skip(n) => off += n,
+                    Frame::More => break,
+                    Frame::Request(parsed, consumed) => {
                         let reply =
                             dispatch(&parsed, &chunk, off, consumed, shared, ctx, &mut closing);
                         off += consumed;
@@ -165,7 +160,7 @@ async fn serve_client(
                             Item::Later(f) => inflight.push_back(f),
                         }
                     }
-                    Err(e) => {
+                    Frame::Error(e) => {
                         if let Some(line) = e.reply_line() {
                             let bytes = Bytes::from(line.into_bytes());
                             if inflight.is_empty() {
@@ -178,7 +173,6 @@ async fn serve_client(
                             }
                         }
                         off += e.consumed;
-                        swallow = e.swallow;
                         if e.close {
                             closing = true;
                         }

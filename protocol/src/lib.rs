@@ -22,6 +22,7 @@
 //! reply is suppressed by `noreply`, and whether the connection must be closed.
 
 mod error;
+mod framing;
 mod limits;
 pub mod meta;
 mod number;
@@ -29,6 +30,7 @@ mod request;
 mod response;
 
 pub use error::{ErrorKind, ParseError};
+pub use framing::{Frame, Framer};
 pub use limits::Limits;
 pub use meta::{MetaFlags, MetaMode};
 pub use request::{
