@@ -193,28 +193,32 @@ pub(crate) mod tests {
         (-128i32..128).map(|i| i as i8 as u8).collect()
     }
 
-    /// Golden vectors from mcrouter's `mcrouter/lib/test/Ch3HashTest.cpp`.
-    #[test]
-    fn golden_single_keys() {
+    /// Golden vectors from mcrouter's `mcrouter/lib/test/Ch3HashTest.cpp`: (key, servers,
+    /// expected index). WeightedCh3 with all weights 1.0 must give the same.
+    pub(crate) fn golden_cases() -> Vec<(Vec<u8>, usize, usize)> {
         let mut reversed = all_bytes_key();
         reversed.reverse();
-        let cases: &[(&[u8], usize, usize)] = &[
-            (b"sample", 100, 97),
-            (b"sample", 1, 0),
-            (b"", 100, 72),
-            (b"", 1, 0),
-            (b"", MAX_POOL_SIZE, 6_173_600),
-            (b"sample", MAX_POOL_SIZE, 5_167_780),
-            (&all_bytes_key(), 99_999, 31_015),
-            (&reversed, 99_999, 67_101),
-        ];
-        for &(key, n, want) in cases {
+        vec![
+            (b"sample".to_vec(), 100, 97),
+            (b"sample".to_vec(), 1, 0),
+            (b"".to_vec(), 100, 72),
+            (b"".to_vec(), 1, 0),
+            (b"".to_vec(), MAX_POOL_SIZE, 6_173_600),
+            (b"sample".to_vec(), MAX_POOL_SIZE, 5_167_780),
+            (all_bytes_key(), 99_999, 31_015),
+            (reversed, 99_999, 67_101),
+        ]
+    }
+
+    #[test]
+    fn golden_single_keys() {
+        for (key, n, want) in golden_cases() {
             let f = Ch3::new(n).unwrap();
             assert_eq!(
-                f.pick(key),
+                f.pick(&key),
                 want,
                 "key {:?} n {n}",
-                String::from_utf8_lossy(key)
+                String::from_utf8_lossy(&key)
             );
         }
     }
