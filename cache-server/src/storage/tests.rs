@@ -1893,3 +1893,36 @@ fn dump_concurrent_with_writers() {
         );
     }
 }
+
+/// A few items in each of many size classes fit in a small memory limit, as in memcached:
+/// pages belong to shards, so a small budget must not be split into more shards than it
+/// can give a page per class (otherwise the shards steal each other's pages and evict).
+#[test]
+fn many_classes_fit_in_a_small_budget() {
+    for mb in [64, 100] {
+        let (e, _) = engine(EngineConfig {
+            memory_limit: mb * MB,
+            ..EngineConfig::default()
+        });
+        let sizes: Vec<usize> = (0..30).map(|i| (16.0 * 1.3f64.powi(i)) as usize).collect();
+        for &s in &sizes {
+            for j in 0..16 {
+                let st = set(&e, &format!("k{s}_{j}"), &vec![b'x'; s]).status;
+                assert_eq!(st, StoreStatus::Stored, "-m {mb}: size {s} #{j}");
+            }
+        }
+        let missing: Vec<String> = sizes
+            .iter()
+            .flat_map(|&s| (0..16).map(move |j| format!("k{s}_{j}")))
+            .filter(|k| get(&e, k).is_none())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "-m {mb}: {} of 480 items gone (shards {}): {:?}",
+            missing.len(),
+            e.shard_count(),
+            &missing[..missing.len().min(8)]
+        );
+        assert_eq!(e.stats().evictions, 0);
+    }
+}
