@@ -91,6 +91,11 @@ pub struct Conn {
     /// output drains it must run again without waiting for a readable event (all the input
     /// may already be buffered, and then none comes).
     backlog: bool,
+    /// `drive` stopped at the output high-water mark before a read came back short: the
+    /// socket may hold input whose readable edge was already consumed. Once a batched send
+    /// has written everything (no writable event will come), the connection must be driven
+    /// again, or that input is never read.
+    unread: bool,
     /// Replies are not written here: the worker sends every connection's output of a round
     /// in one batch ([`crate::send_ring`]) and reports back through [`Conn::sent`].
     deferred: bool,
@@ -139,6 +144,7 @@ impl Conn {
             pipelined: false,
             dumped: 0,
             backlog: false,
+            unread: false,
             deferred,
             queued: false,
         })
@@ -186,7 +192,7 @@ impl Conn {
                 }
                 self.reset_output();
                 Sent::All {
-                    resume: self.backlog || self.dump.is_some(),
+                    resume: self.backlog || self.unread || self.dump.is_some(),
                     close: self.closing,
                 }
             }
@@ -211,6 +217,7 @@ impl Conn {
     /// woke up for the readiness being handled.
     pub fn drive(&mut self, sh: &Shared, ts: &ThreadStats, timing: Timing<'_>) -> Drive {
         self.dumped = 0;
+        self.unread = false;
         // The last read got less than it asked for: the socket is empty, and with
         // edge-triggered epoll any later arrival raises a new event.
         let mut socket_empty = false;
@@ -230,6 +237,7 @@ impl Conn {
                 };
             }
             if self.pending_output() >= OUTPUT_HIGH_WATER {
+                self.unread = !socket_empty;
                 return Drive::Keep; // the client must read first
             }
             if self.backlog {
