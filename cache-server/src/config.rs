@@ -3,7 +3,9 @@
 //! `cache-server` takes memcached's flags with memcached's meanings and defaults, so it can
 //! replace `memcached` in scripts, with two deliberate differences: the default listen address
 //! is `127.0.0.1` (memcached listens on every interface), and `-t` defaults to the number of
-//! cores (memcached: 4). `-p 0` picks a free port; the bound address is printed as the first
+//! cores (memcached: 4). A repeated flag takes its last value, as in memcached, except `-l`:
+//! memcached listens on every address given, we listen on one and refuse two different ones.
+//! `-p 0` picks a free port; the bound address is printed as the first
 //! stdout line `listening on ADDR`.
 
 use std::path::PathBuf;
@@ -52,8 +54,22 @@ pub enum ConfigError {
     Factor,
     #[error("slab_automove must be between 0 and 2")]
     Automove,
+    /// memcached listens on every `-l` address given; we listen on one.
+    #[error("cache-server listens on one address; -l given more than once ({0})")]
+    ManyListenAddresses(String),
     #[error("{0}")]
     Engine(#[from] storage::ConfigError),
+}
+
+impl ConfigError {
+    /// The exit status memcached 1.6.18 uses for this error: 64 (`EX_USAGE`) for the `-I`
+    /// item-size checks, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConfigError::ItemSizeTooSmall | ConfigError::ItemSizeTooLarge => 64,
+            _ => 1,
+        }
+    }
 }
 
 /// Settings of one cache server (all of memcached's that we implement).
@@ -163,7 +179,10 @@ fn default_threads() -> usize {
     name = "cache-server",
     version = crate::VERSION,
     about = "A memcached-compatible cache server (drop-in for memcached 1.6)",
-    disable_help_flag = true
+    disable_help_flag = true,
+    // memcached takes the last of a repeated option (`-m 64 -m 128` is 128 MiB).
+    // Accumulating options (`-o`, `-v`, `-l`) are not affected.
+    args_override_self = true
 )]
 struct Cli {
     /// TCP port to listen on (0 = pick a free one; printed as `listening on ADDR`)
@@ -173,8 +192,9 @@ struct Cli {
     #[arg(short = 'U', long = "udp-port", default_value_t = 0)]
     udp_port: u16,
     /// Interface to listen on (default 127.0.0.1; memcached's default is every interface)
-    #[arg(short = 'l', long = "listen", default_value = DEFAULT_LISTEN)]
-    listen: String,
+    // Collected rather than overridden: memcached listens on every `-l` given.
+    #[arg(short = 'l', long = "listen", action = ArgAction::Append)]
+    listen: Vec<String>,
     /// Item memory in megabytes
     #[arg(short = 'm', long = "memory-limit", default_value_t = DEFAULT_MEMORY_MB)]
     memory_limit: usize,
@@ -282,10 +302,20 @@ impl Settings {
 
     fn from_cli(cli: Cli) -> Result<Settings, ConfigError> {
         let _ = (cli.user, cli.protocol, cli.large_pages, cli.help);
+        // The same address twice is one address (memcached skips it too).
+        let mut listen: Vec<String> = Vec::new();
+        for l in cli.listen {
+            if !listen.contains(&l) {
+                listen.push(l);
+            }
+        }
+        if listen.len() > 1 {
+            return Err(ConfigError::ManyListenAddresses(listen.join(" ")));
+        }
         let mut s = Settings {
             port: cli.port,
             udp_port: cli.udp_port,
-            listen: cli.listen,
+            listen: listen.pop().unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             memory_limit_mb: cli.memory_limit,
             max_conns: cli.conn_limit,
             threads: cli.threads.unwrap_or_else(default_threads),

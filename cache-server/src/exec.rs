@@ -265,12 +265,14 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             }
         }
         Request::FlushAll { delay, noreply } => {
+            // memcached counts refused flushes too, and checks -F before the delay.
+            ThreadStats::incr(&ts.cmd_flush);
             if sh.settings.disable_flush {
-                // memcached answers this even with noreply.
-                line(out, b"CLIENT_ERROR flush_all not allowed\r\n");
+                if !noreply {
+                    line(out, b"CLIENT_ERROR flush_all not allowed\r\n");
+                }
                 return Outcome::Continue;
             }
-            ThreadStats::incr(&ts.cmd_flush);
             engine.flush_all(delay.unwrap_or(0));
             if !noreply {
                 line(out, b"OK\r\n");
@@ -593,10 +595,7 @@ fn meta_get(
                     line(out, b" s");
                     push_num(out, it.value_len() as u64);
                 }
-                b't' => {
-                    line(out, b" t");
-                    push_num(out, it.ttl());
-                }
+                b't' => push_ttl(out, it.ttl()),
                 b'k' | b'O' => echo_key_opaque(out, flag, token, raw_key, flags),
                 _ => {}
             }
@@ -640,6 +639,18 @@ fn meta_get(
                 line(out, CRLF);
             }
         }
+    }
+}
+
+/// ` t<seconds left>` for `mg`/`ma`: `-1` for no exptime, else memcached's unsigned 32-bit
+/// `exptime - current_time`, so an already-expired item (`T-1`) wraps to `t4294967235`-style
+/// values rather than printing a negative number.
+fn push_ttl(out: &mut Vec<u8>, ttl: i64) {
+    line(out, b" t");
+    if ttl == -1 {
+        line(out, b"-1");
+    } else {
+        push_num(out, ttl as u32);
     }
 }
 
@@ -843,10 +854,7 @@ fn meta_arith(
             }
             for (flag, token) in flags.iter() {
                 match flag {
-                    b't' => {
-                        line(out, b" t");
-                        push_num(out, ttl);
-                    }
+                    b't' => push_ttl(out, ttl),
                     b'c' => {
                         line(out, b" c");
                         push_num(out, cas);
@@ -867,6 +875,22 @@ fn meta_arith(
         }
         ArithOutcome::Exists => meta_status(out, b"EX", raw_key, flags, None),
         ArithOutcome::NonNumeric => line(out, NON_NUMERIC),
-        ArithOutcome::OutOfMemory => line(out, b"SERVER_ERROR out of memory\r\n"),
+        ArithOutcome::OutOfMemory => line(out, arith_oom_reply(sh, key, req.vivify.is_some())),
+    }
+}
+
+/// memcached's `ma` has two out-of-memory replies: one when creating the item on a miss
+/// (`N`), one when a grown value needs a new item. The engine reports both the same way;
+/// the item's presence tells them apart (a vivify only allocates on a miss, a grow only
+/// for an existing item).
+fn arith_oom_reply(sh: &Shared, key: &[u8], vivify: bool) -> &'static [u8] {
+    let peek = GetOptions {
+        no_bump: true,
+        ..GetOptions::default()
+    };
+    if vivify && sh.engine.get(key, &peek, |_| ()).is_none() {
+        b"SERVER_ERROR Out of memory allocating new item\r\n"
+    } else {
+        b"SERVER_ERROR out of memory\r\n"
     }
 }

@@ -13,7 +13,7 @@ fn main() {
         Err(Ok(clap_err)) => clap_err.exit(),
         Err(Err(e)) => {
             eprintln!("{e}");
-            std::process::exit(64);
+            std::process::exit(e.exit_code());
         }
     };
     let level = match settings.verbosity {

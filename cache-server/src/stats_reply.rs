@@ -1,7 +1,7 @@
 //! The `stats` family of replies, with memcached 1.6's field names, order and formats
 //! (`STAT name value` lines, booleans as `yes`/`no` in settings and `0`/`1` elsewhere as
-//! memcached prints them, `rusage_*` as `sec.usec`, every reply ending in `END`), so the
-//! Prometheus memcached_exporter and other tooling read it unchanged.
+//! memcached prints them, `rusage_*` as `sec.usec`, replies ending in `END` where memcached's
+//! do), so the Prometheus memcached_exporter and other tooling read it unchanged.
 
 use std::fmt::Display;
 use std::io::Write as _;
@@ -22,35 +22,40 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-/// `stats [args]`.
+/// `stats [args]`. As in memcached, the first word picks the sub-command and any further
+/// words are ignored (except by `detail`, which reads the second).
 pub fn stats(sh: &Shared, args: &[u8], out: &mut Vec<u8>) {
-    match args {
-        b"" => general(sh, out),
+    let mut words = args.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let Some(sub) = words.next() else {
+        return general(sh, out);
+    };
+    match sub {
         b"settings" => settings(sh, out),
         b"slabs" => slabs(sh, out),
         b"items" => items(sh, out),
         b"sizes" => sizes(sh, out),
+        // memcached sends these status lines without `END`.
         b"sizes_enable" => {
             sh.track_sizes.store(true, Ordering::Relaxed);
             stat(out, "sizes_status", "enabled");
-            out.extend_from_slice(b"END\r\n");
         }
         b"sizes_disable" => {
             sh.track_sizes.store(false, Ordering::Relaxed);
             stat(out, "sizes_status", "disabled");
-            out.extend_from_slice(b"END\r\n");
         }
         b"conns" => conns(sh, out),
         b"reset" => {
             sh.reset_stats();
             out.extend_from_slice(b"RESET\r\n");
         }
-        b"detail on" | b"detail off" => out.extend_from_slice(b"OK\r\n"),
-        b"detail dump" => out.extend_from_slice(b"END\r\n"),
-        _ if args.starts_with(b"detail") => {
-            out.extend_from_slice(protocol::ErrorKind::StatsDetailUsage.reply().as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        b"detail" => match words.next() {
+            Some(b"on" | b"off") => out.extend_from_slice(b"OK\r\n"),
+            Some(b"dump") => out.extend_from_slice(b"END\r\n"),
+            _ => {
+                out.extend_from_slice(protocol::ErrorKind::StatsDetailUsage.reply().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        },
         _ => out.extend_from_slice(b"ERROR\r\n"),
     }
 }

@@ -83,6 +83,101 @@ fn bad_flags_fail_with_memcacheds_message() {
     }
 }
 
+/// memcached 1.6.18 exits with status 1 for its start-up checks, except the `-I` size checks
+/// (64, `EX_USAGE`). Clap's own usage errors (unknown flag, bad number) keep clap's 2.
+#[test]
+fn start_up_errors_exit_with_memcacheds_status() {
+    for (args, msg, code) in [
+        (
+            &["-c", "0"][..],
+            "Maximum connections must be greater than 0",
+            1,
+        ),
+        (
+            &["-t", "0"][..],
+            "Number of threads must be greater than 0",
+            1,
+        ),
+        (&["-f", "1"][..], "Factor must be greater than 1", 1),
+        (&["-o", "foo"][..], "Illegal suboption \"foo\"", 1),
+        (
+            &["-o", "slab_automove=3"][..],
+            "slab_automove must be between 0 and 2",
+            1,
+        ),
+        (
+            &["-I", "5"][..],
+            "Item max size cannot be less than 1024 bytes.",
+            64,
+        ),
+        (
+            &["-I", "2000m"][..],
+            "Cannot set item size limit higher than 1/2 of memory max.",
+            64,
+        ),
+        (&["-Z"][..], "", 2),
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(msg), "{args:?}: stderr {err:?}");
+    }
+}
+
+/// memcached takes the last of a repeated option; `-o` and `-v` accumulate.
+#[test]
+fn repeated_options_take_the_last_value() {
+    // -vv logs every connection at debug level: keep that out of the test output.
+    let args: Vec<&str> = "-p 11211 -p 0 -m 64 -m 128 -t 2 -t 3 -c 100 -c 200 -M -M -C -C \
+         -I 2m -I 1m -f 1.5 -f 1.25 -l 127.0.0.1 -l 127.0.0.1 \
+         -o hashpower=20 -o idle_timeout=7,hashpower=18 -v -v"
+        .split_whitespace()
+        .collect();
+    let (_child, addr) = launch(&args, Stdio::null());
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"stats settings\r\n").unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !reply.ends_with(b"END\r\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&reply);
+    for want in [
+        "STAT maxbytes 134217728\r\n",
+        "STAT maxconns 200\r\n",
+        "STAT num_threads 3\r\n",
+        "STAT evictions off\r\n",
+        "STAT cas_enabled no\r\n",
+        "STAT item_size_max 1048576\r\n",
+        "STAT growth_factor 1.25\r\n",
+        "STAT inter 127.0.0.1\r\n",
+        "STAT hashpower_init 18\r\n",
+        "STAT idle_timeout 7\r\n",
+        "STAT verbosity 2\r\n",
+    ] {
+        assert!(text.contains(want), "want {want:?} in {text}");
+    }
+}
+
+/// memcached listens on every `-l` address given; we listen on one, so two different ones
+/// are refused at start-up rather than half-honoured.
+#[test]
+fn two_listen_addresses_are_refused() {
+    let out = Command::new(BIN)
+        .args(["-p", "0", "-l", "127.0.0.1", "-l", "127.0.0.2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("-l given more than once (127.0.0.1 127.0.0.2)"),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn sigterm_finishes_inflight_requests_and_exits_zero() {
     let (mut child, addr) = start(&["-p", "0", "-t", "2"]);

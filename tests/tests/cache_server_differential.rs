@@ -114,6 +114,8 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("lru_crawler metadump bad class", b"lru_crawler metadump 1,0\r\n".to_vec()),
         ("ms too large", ms_too_large),
         ("touch/flush bad exptime", b"touch k abc\r\ngat abc k\r\ngat 10\r\n".to_vec()),
+        // Words after a known sub-command are ignored (`detail` reads its second word).
+        ("stats extra words", b"stats sizes foo\r\nstats reset foo\r\nstats  reset \r\nstats detail on foo\r\nstats detail off foo\r\nstats detail dump foo\r\nstats detail foo\r\nstats detailx\r\nstats nonsense foo\r\n".to_vec()),
     ];
     let meta: Vec<(&str, Vec<u8>)> = vec![
         ("mg/ms basics", b"ms q1 2 T0 F7\r\nhi\r\nmg q1 v f t c s k h l O123\r\nmg q1 q\r\nmg q1 v q\r\nmg missing v q\r\nmg missing v\r\nmg missing v k O9\r\n".to_vec()),
@@ -180,6 +182,207 @@ fn same_replies_as_memcached() {
         "{} differences:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// Both servers freshly started with `args` (plus `-p 0 -U 0` for ours), or `None` (with a
+/// printed skip) when memcached is not installed.
+fn start_pair(test: &str, args: &[&str]) -> Option<(Memcached, OurServer)> {
+    let mc = match Memcached::start_with(args) {
+        Ok(m) => m,
+        Err(e) => {
+            skip(test, &format!("memcached unavailable: {e}"));
+            return None;
+        }
+    };
+    let mut ours_args = vec!["-p", "0", "-U", "0"];
+    ours_args.extend_from_slice(args);
+    let ours = OurServer::start("cache-server", &ours_args).expect("start cache-server");
+    Some((mc, ours))
+}
+
+/// The value of `STAT <name> <value>` in a `stats` reply.
+fn stat_value(reply: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(reply).lines().find_map(|l| {
+        l.strip_prefix("STAT ")
+            .and_then(|r| r.strip_prefix(name))
+            .and_then(|r| r.strip_prefix(' '))
+            .map(str::to_string)
+    })
+}
+
+/// With `-F`, every well-formed `flush_all` is refused with `CLIENT_ERROR flush_all not
+/// allowed` (before its delay is looked at), `noreply` silences the refusal, and refused
+/// flushes still count in `cmd_flush`.
+#[test]
+fn flush_all_disabled_like_memcached() {
+    let Some((mc, ours)) = start_pair("flush_all_disabled_like_memcached", &["-F", "-t", "1"])
+    else {
+        return;
+    };
+    let script = b"set f 0 0 1\r\na\r\nflush_all noreply\r\nflush_all 0 noreply\r\nflush_all 5 noreply\r\nflush_all\r\nflush_all 0\r\nflush_all 1 2\r\nflush_all 1 2 3\r\nget f\r\n";
+    let want = exchange(mc.addr(), script, false);
+    let got = exchange(ours.addr(), script, false);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+    let want = stat_value(&exchange(mc.addr(), b"stats\r\n", false), "cmd_flush");
+    let got = stat_value(&exchange(ours.addr(), b"stats\r\n", false), "cmd_flush");
+    assert!(want.is_some());
+    assert_eq!(got, want, "cmd_flush");
+    // A bad delay with noreply is silent too.
+    let script = b"flush_all abc noreply\r\n";
+    assert_eq!(
+        exchange(ours.addr(), script, false),
+        exchange(mc.addr(), script, false)
+    );
+}
+
+/// `stats sizes_enable` / `stats sizes_disable` answer one STAT line and no `END`, and
+/// ignore extra words. (Fresh servers: memcached's `sizes_enable` also uses up a CAS value,
+/// which would shift the CAS values the shared server's other cases see.)
+#[test]
+fn stats_sizes_switches_like_memcached() {
+    let Some((mc, ours)) = start_pair("stats_sizes_switches_like_memcached", &["-t", "1"]) else {
+        return;
+    };
+    let script = b"stats sizes_enable\r\nstats sizes_disable\r\nstats sizes_enable foo\r\nstats sizes_disable foo bar\r\nstats sizes\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&exchange(ours.addr(), script, false)),
+        String::from_utf8_lossy(&exchange(mc.addr(), script, false))
+    );
+}
+
+/// `stats slabs|items|settings|conns <anything>` answer as without the extra words.
+/// (Fresh servers, so `slabs` and `items` are byte-comparable; `settings` and `conns` list
+/// different fields, so each server is compared with itself.)
+#[test]
+fn stats_sub_commands_ignore_extra_words() {
+    let Some((mc, ours)) = start_pair("stats_sub_commands_ignore_extra_words", &["-t", "1"]) else {
+        return;
+    };
+    let script = b"stats slabs foo\r\nstats slabs 1\r\nstats items foo\r\nstats items a b c\r\n";
+    assert_eq!(
+        String::from_utf8_lossy(&exchange(ours.addr(), script, false)),
+        String::from_utf8_lossy(&exchange(mc.addr(), script, false))
+    );
+    // Names of the STAT lines of each reply in `stats A\r\nstats A foo\r\n`, one list per reply.
+    let names = |addr: SocketAddr, sub: &str| -> Vec<Vec<String>> {
+        let script = format!("stats {sub}\r\nstats {sub} foo\r\n");
+        let reply = exchange(addr, script.as_bytes(), false);
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        text.split("END\r\n")
+            .map(|r| {
+                r.lines()
+                    .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+                    .collect()
+            })
+            .collect()
+    };
+    for sub in ["settings", "conns"] {
+        for (who, addr) in [("memcached", mc.addr()), ("cache-server", ours.addr())] {
+            let r = names(addr, sub);
+            assert_eq!(r.len(), 3, "{who} stats {sub}: two replies then MN: {r:?}");
+            assert!(r[0].len() > 2, "{who} stats {sub}: {r:?}");
+            assert_eq!(r[0], r[1], "{who}: stats {sub} foo");
+            assert_eq!(r[2], vec!["MN".to_string()], "{who}");
+        }
+    }
+}
+
+/// `mg`/`ma` `t` of an item whose exptime has passed (`T-1`, or an absolute time before the
+/// start): memcached prints `exptime - current_time` as an unsigned 32-bit number, so it
+/// wraps (`t4294967235` right after start-up). The value depends on each server's uptime, so
+/// it may differ by a tick or two; everything else must match byte for byte.
+#[test]
+fn ttl_of_expired_items_wraps_like_memcached() {
+    let Some((mc, ours)) = start_pair("ttl_of_expired_items_wraps_like_memcached", &["-t", "1"])
+    else {
+        return;
+    };
+    let script = b"ms tt 1\r\nx\r\nmg tt T-1 t v\r\nmg tt t v\r\nms t2 1\r\nx\r\nmg t2 T1000000000 s t\r\nms t3 1 T0\r\n5\r\nma t3 T-1 t v\r\nms t4 1 T0\r\nx\r\nmg t4 t\r\n";
+    let want = String::from_utf8(exchange(mc.addr(), script, false)).unwrap();
+    let got = String::from_utf8(exchange(ours.addr(), script, false)).unwrap();
+    let ttl = |tok: &str| {
+        tok.strip_prefix('t')
+            .filter(|v| *v != "-1")
+            .map(str::to_string)
+    };
+    let (wl, gl): (Vec<_>, Vec<_>) = (want.split("\r\n").collect(), got.split("\r\n").collect());
+    assert_eq!(wl.len(), gl.len(), "memcached {want:?}, ours {got:?}");
+    let mut wrapped = 0;
+    for (w, g) in wl.iter().zip(&gl) {
+        let (wt, gt): (Vec<_>, Vec<_>) = (w.split(' ').collect(), g.split(' ').collect());
+        assert_eq!(wt.len(), gt.len(), "memcached {w:?}, ours {g:?}");
+        for (a, b) in wt.iter().zip(&gt) {
+            match (ttl(a), ttl(b)) {
+                (Some(a), Some(b)) => {
+                    let a: u32 = a.parse().expect("memcached prints an unsigned TTL");
+                    let b: u32 = b
+                        .parse()
+                        .unwrap_or_else(|_| panic!("ours {g:?}: not a u32"));
+                    assert!(a > u32::MAX / 2, "memcached's TTL wraps: {w:?}");
+                    assert!(a.abs_diff(b) <= 2, "memcached {w:?}, ours {g:?}");
+                    wrapped += 1;
+                }
+                _ => assert_eq!(a, b, "memcached {want:?}, ours {got:?}"),
+            }
+        }
+    }
+    assert_eq!(wrapped, 3, "{want:?}");
+}
+
+/// With `-M` and memory full, `ma` answers memcached's two out-of-memory lines: creating the
+/// item on a miss (`N`) and growing an existing value's digits.
+#[test]
+fn meta_arithmetic_out_of_memory_like_memcached() {
+    let Some((mc, ours)) = start_pair(
+        "meta_arithmetic_out_of_memory_like_memcached",
+        &["-m", "2", "-M", "-t", "1"],
+    ) else {
+        return;
+    };
+    let script = b"ma vivify N0 v\r\nma vivify2 N0 J5 t c\r\nma num v\r\nma num N0\r\nincr num 1\r\nma absent\r\nget num\r\n";
+    let mut replies = Vec::new();
+    for addr in [mc.addr(), ours.addr()] {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        // A one-digit number that `incr` must move into a bigger item, then small items
+        // until the memory is full.
+        s.write_all(b"set num 0 0 1\r\n9\r\n").unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        assert_eq!(line, "STORED\r\n");
+        let mut n = 0;
+        'fill: loop {
+            assert!(n < 1_000_000, "{addr}: memory never filled");
+            let mut batch = Vec::new();
+            for i in n..n + 500 {
+                batch.extend_from_slice(format!("set fill{i} 0 0 1\r\nx\r\n").as_bytes());
+            }
+            s.write_all(&batch).unwrap();
+            let mut full = false;
+            for _ in 0..500 {
+                line.clear();
+                std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+                match line.as_str() {
+                    "STORED\r\n" => {}
+                    "SERVER_ERROR out of memory storing object\r\n" => full = true,
+                    other => panic!("{addr}: {other:?}"),
+                }
+            }
+            n += 500;
+            if full {
+                break 'fill;
+            }
+        }
+        replies.push(exchange(addr, script, false));
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&replies[1]),
+        String::from_utf8_lossy(&replies[0])
     );
 }
 
