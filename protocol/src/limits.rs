@@ -6,7 +6,7 @@ pub struct Limits {
     /// Largest value in bytes accepted by storage commands (memcached's `-I`, default 1 MiB).
     pub max_value_size: usize,
     /// A request line (other than `get`/`gets`) longer than this without a newline closes the
-    /// connection, as memcached does (2048).
+    /// connection without a reply, as memcached does (2048).
     pub max_line_len: usize,
     /// Upper bound for a `get`/`gets` line (memcached has none; we bound memory).
     pub max_get_line_len: usize,
@@ -28,6 +28,9 @@ impl Limits {
     pub const DEFAULT_MAX_GET_LINE_LEN: usize = 4 * 1024 * 1024;
     pub const DEFAULT_MAX_META_TOKENS: usize = 19;
     pub const DEFAULT_MAX_OPAQUE_LEN: usize = 32;
+    /// Longest complete line executed (memcached's 16 KiB read buffer: a longer line cannot
+    /// arrive whole, and it closes the connection once 2048 bytes wait without a newline).
+    pub const MAX_WHOLE_LINE: usize = 16 * 1024;
 
     /// Limits with a different largest value size (`-I`).
     pub fn with_max_value_size(max_value_size: usize) -> Self {

@@ -491,10 +491,8 @@ fn is_get_line(buf: &[u8]) -> bool {
         return false;
     }
     let s = &buf[lead..];
-    s.starts_with(b"get ")
-        || s.starts_with(b"gets ")
-        || s.starts_with(b"gat ")
-        || s.starts_with(b"gats ")
+    // memcached 1.6.18 lets only these grow past 2048 bytes (not gat/gats).
+    s.starts_with(b"get ") || s.starts_with(b"gets ")
 }
 
 /// Parse one request from the front of `buf`.
@@ -514,14 +512,21 @@ pub fn parse_request<'a>(
             limits.max_line_len
         };
         if buf.len() > cap {
-            return Err(ParseError::new(ErrorKind::LineTooLong, buf.len()).closing());
+            // memcached closes the connection without a reply.
+            return Err(ParseError::new(ErrorKind::LineTooLong, buf.len())
+                .closing()
+                .noreply(true));
         }
         return Ok(None);
     };
-    if line.len() > limits.max_line_len
+    // A complete line is executed whatever its length, as memcached does with a line that
+    // arrives whole in its 16 KiB read buffer; a longer one never does there (it closes).
+    if line.len() > limits.max_line_len.max(Limits::MAX_WHOLE_LINE)
         && !(is_get_line(line) && line.len() <= limits.max_get_line_len)
     {
-        return Err(ParseError::new(ErrorKind::LineTooLong, line_len).closing());
+        return Err(ParseError::new(ErrorKind::LineTooLong, line_len)
+            .closing()
+            .noreply(true));
     }
     let mut toks = tokens(line);
     let Some(cmd) = toks.next() else {

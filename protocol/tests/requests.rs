@@ -739,6 +739,14 @@ fn line_length_limits() {
     let junk = vec![b'x'; 2049];
     let e = parse_request(&junk, &limits).unwrap_err();
     assert_eq!((e.kind, e.close), (ErrorKind::LineTooLong, true));
+    assert_eq!(e.reply_line(), None, "memcached closes without a reply");
+    // Only get/gets may grow past 2048 bytes without a newline (memcached 1.6.18).
+    let mut gat = b"gat 10".to_vec();
+    gat.extend(b" k".repeat(1100));
+    assert_eq!(
+        parse_request(&gat, &limits).unwrap_err().kind,
+        ErrorKind::LineTooLong
+    );
     // ... but 2048 bytes may still become a valid line.
     assert_eq!(parse_request(&junk[..2048], &limits), Ok(None));
     // A long multi-get keeps reading.
@@ -757,14 +765,30 @@ fn line_length_limits() {
         }
         other => panic!("{other:?}"),
     }
-    // A complete non-get line over the limit is rejected too.
+    // A complete line is executed whatever its length, as when it arrives whole in
+    // memcached's 16 KiB read buffer ...
+    let mut spaced = b"set k 0 0 1".to_vec();
+    spaced.extend(std::iter::repeat_n(b' ', 3000));
+    spaced.extend_from_slice(b"\r\na\r\n");
+    match parse_request(&spaced, &limits) {
+        Ok(Some((Request::Storage { key, data, .. }, n))) => {
+            assert_eq!((key, data, n), (&b"k"[..], &b"a"[..], spaced.len()));
+        }
+        other => panic!("{other:?}"),
+    }
     let mut long = b"touch ".to_vec();
     long.extend(std::iter::repeat_n(b'k', 3000));
     long.extend_from_slice(b" 1\r\n");
     let e = parse_request(&long, &limits).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadCommandLineFormat, "a 3000-byte key");
+    // ... but one that could not arrive whole there closes the connection silently.
+    let mut huge = b"touch k 1".to_vec();
+    huge.extend(std::iter::repeat_n(b' ', Limits::MAX_WHOLE_LINE));
+    huge.extend_from_slice(b"\r\n");
+    let e = parse_request(&huge, &limits).unwrap_err();
     assert_eq!(
-        (e.kind, e.close, e.consumed),
-        (ErrorKind::LineTooLong, true, long.len())
+        (e.kind, e.close, e.consumed, e.reply_line()),
+        (ErrorKind::LineTooLong, true, huge.len(), None)
     );
     // Value size limit is configurable.
     let small = Limits::with_max_value_size(10);

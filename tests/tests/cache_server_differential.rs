@@ -114,6 +114,11 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("lru_crawler metadump bad class", b"lru_crawler metadump 1,0\r\n".to_vec()),
         ("ms too large", ms_too_large),
         ("touch/flush bad exptime", b"touch k abc\r\ngat abc k\r\ngat 10\r\n".to_vec()),
+        // A complete line is executed whatever its length (it arrives whole).
+        ("long complete lines", {
+            let pad = " ".repeat(3000);
+            format!("set lc 0 0 1{pad}\r\na\r\n{pad}\r\nget lc{pad}\r\n").into_bytes()
+        }),
         // Words after a known sub-command are ignored (`detail` reads its second word).
         ("stats extra words", b"stats sizes foo\r\nstats reset foo\r\nstats  reset \r\nstats detail on foo\r\nstats detail off foo\r\nstats detail dump foo\r\nstats detail foo\r\nstats detailx\r\nstats nonsense foo\r\n".to_vec()),
     ];
@@ -141,6 +146,7 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("quit", b"set q 0 0 1\r\na\r\nquit\r\nget q\r\n".to_vec()),
         ("quit with args", b"quit extra\r\n".to_vec()),
         ("http", b"GET / HTTP/1.1\r\n".to_vec()),
+        ("over 2048 bytes without a newline", vec![b'x'; 3000]),
     ];
     let mut all: Vec<(String, Vec<u8>, bool)> = Vec::new();
     for (n, c) in text.into_iter().chain(meta) {
