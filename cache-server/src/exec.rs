@@ -291,9 +291,11 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             }
         }
         Request::Quit => return Outcome::Close,
-        Request::Shutdown { .. } => {
+        Request::Shutdown { bad_mode, .. } => {
             if !sh.settings.enable_shutdown {
                 line(out, b"ERROR: shutdown not enabled\r\n");
+            } else if bad_mode {
+                line(out, b"CLIENT_ERROR invalid shutdown mode\r\n");
             } else {
                 sh.shutdown.trigger();
                 return Outcome::Close;

@@ -211,6 +211,13 @@ fn sigterm_finishes_inflight_requests_and_exits_zero() {
 fn shutdown_command_needs_dash_a() {
     let (mut child, addr) = start(&["-p", "0", "-A"]);
     let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Any argument but `graceful` is refused, as by memcached 1.6.18.
+    c.write_all(b"shutdown now\r\n").unwrap();
+    let want = b"CLIENT_ERROR invalid shutdown mode\r\n";
+    let mut got = vec![0u8; want.len()];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
     c.write_all(b"shutdown\r\n").unwrap();
     assert!(wait_exit(&mut child).success());
 }

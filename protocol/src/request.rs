@@ -178,8 +178,11 @@ pub enum Request<'a> {
         noreply: bool,
     },
     Quit,
+    /// `shutdown [graceful]`; `bad_mode`: other arguments (memcached answers
+    /// `CLIENT_ERROR invalid shutdown mode` when shutdown is enabled).
     Shutdown {
         graceful: bool,
+        bad_mode: bool,
     },
     CacheMemlimit {
         megabytes: u64,
@@ -363,9 +366,11 @@ impl<'a> Request<'a> {
                 noreply(out, nr);
             }
             Request::Quit => out.extend_from_slice(b"quit"),
-            Request::Shutdown { graceful } => {
+            Request::Shutdown { graceful, bad_mode } => {
                 out.extend_from_slice(b"shutdown");
-                if graceful {
+                if bad_mode {
+                    out.extend_from_slice(b" invalid");
+                } else if graceful {
                     out.extend_from_slice(b" graceful");
                 }
             }
@@ -760,9 +765,18 @@ pub fn parse_request<'a>(
             Request::Verbosity { level, noreply }
         }
         b"shutdown" => match (nargs, a(0)) {
-            (0, _) => Request::Shutdown { graceful: false },
-            (1, b"graceful") => Request::Shutdown { graceful: true },
-            _ => return Err(err(ErrorKind::Error)),
+            (0, _) => Request::Shutdown {
+                graceful: false,
+                bad_mode: false,
+            },
+            (1, b"graceful") => Request::Shutdown {
+                graceful: true,
+                bad_mode: false,
+            },
+            _ => Request::Shutdown {
+                graceful: false,
+                bad_mode: true,
+            },
         },
         b"cache_memlimit" => {
             if nargs != 1 && nargs != 2 {

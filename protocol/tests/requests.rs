@@ -420,12 +420,34 @@ fn other_commands() {
             err(ErrorKind::BadCommandLineFormat, 15),
         ),
         (b"verbosity 1 2 3\r\n", err(ErrorKind::Error, 17)),
-        (b"shutdown\r\n", Req(Request::Shutdown { graceful: false })),
+        (
+            b"shutdown\r\n",
+            Req(Request::Shutdown {
+                graceful: false,
+                bad_mode: false,
+            }),
+        ),
         (
             b"shutdown graceful\r\n",
-            Req(Request::Shutdown { graceful: true }),
+            Req(Request::Shutdown {
+                graceful: true,
+                bad_mode: false,
+            }),
         ),
-        (b"shutdown now\r\n", err(ErrorKind::Error, 14)),
+        (
+            b"shutdown now\r\n",
+            Req(Request::Shutdown {
+                graceful: false,
+                bad_mode: true,
+            }),
+        ),
+        (
+            b"shutdown graceful now\r\n",
+            Req(Request::Shutdown {
+                graceful: false,
+                bad_mode: true,
+            }),
+        ),
         (
             b"cache_memlimit 100\r\n",
             Req(Request::CacheMemlimit {

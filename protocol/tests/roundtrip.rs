@@ -162,7 +162,10 @@ fn request() -> impl Strategy<Value = Request<'static>> {
         Just(Request::MetaNoop),
         (any::<u64>(), any::<bool>())
             .prop_map(|(level, noreply)| Request::Verbosity { level, noreply }),
-        any::<bool>().prop_map(|graceful| Request::Shutdown { graceful }),
+        (any::<bool>(), any::<bool>()).prop_map(|(graceful, bad_mode)| Request::Shutdown {
+            graceful: graceful && !bad_mode,
+            bad_mode
+        }),
         (any::<u64>(), any::<bool>())
             .prop_map(|(megabytes, noreply)| Request::CacheMemlimit { megabytes, noreply }),
         prop::sample::select(vec![

@@ -101,7 +101,7 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("key length: get", format!("get {k251}\r\nget zz\r\n").into_bytes()),
         ("key length: multi-get", format!("get a {k251}\r\n").into_bytes()),
         ("key length: others", format!("delete {k251}\r\nincr {k251} 1\r\ntouch {k251} 1\r\nset {k250} 0 0 1\r\na\r\nget {k250}\r\n").into_bytes()),
-        ("misc admin", b"verbosity\r\nverbosity 1\r\nverbosity abc\r\nverbosity 1 2 3\r\nverbosity 1 noreply\r\ncache_memlimit\r\ncache_memlimit abc\r\ncache_memlimit 100\r\nshutdown\r\n".to_vec()),
+        ("misc admin", b"verbosity\r\nverbosity 1\r\nverbosity abc\r\nverbosity 1 2 3\r\nverbosity 1 noreply\r\ncache_memlimit\r\ncache_memlimit abc\r\ncache_memlimit 100\r\nshutdown\r\nshutdown foo\r\nshutdown graceful foo\r\n".to_vec()),
         ("stats errors", b"stats nonsense\r\nstats detail\r\nstats detail dump\r\nstats reset\r\nslabs foo\r\nslabs automove 1\r\nlru_crawler foo\r\nlru_crawler crawl all\r\n".to_vec()),
         ("too large swallows", too_large),
         ("too large noreply", too_large_noreply),
