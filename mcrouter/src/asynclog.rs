@@ -554,8 +554,7 @@ pub const SPOOL_FILE: &str = "mcrouter.asynclog";
 /// request itself is bad (`CLIENT_ERROR`, `ERROR`), which a replay would not fix.
 pub fn should_spool(reply: &Reply) -> bool {
     match reply.error_class() {
-        None => false,
-        Some(ErrorClass::RemoteError) => reply.bytes.starts_with(b"SERVER_ERROR"),
+        None | Some(ErrorClass::ClientError) => false,
         Some(_) => true,
     }
 }
@@ -908,7 +907,7 @@ mod tests {
             b"SERVER_ERROR out of memory\r\n"
         )));
         assert!(!should_spool(&Reply::error_static(
-            C::RemoteError,
+            C::ClientError,
             b"CLIENT_ERROR bad command line format\r\n"
         )));
         assert!(!should_spool(&Reply::default_for(

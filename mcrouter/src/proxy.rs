@@ -381,7 +381,8 @@ fn flush_all(req: Req, shared: &Arc<Shared>, ctx: &Rc<Ctx>) -> RouteFuture {
 
 /// A multi-key get: one `get k1 k2 ...` per destination for keys whose route is a plain
 /// destination, one routed single-key get for each of the others; the client gets the
-/// values in its own key order.
+/// values in its own key order, or, if any part failed, that part's error line alone
+/// (mcrouter's `MultiOpParent`).
 pub fn multi_get(req: Req, root: &RouteRef, ctx: &Rc<Ctx>, shared: &Arc<Shared>) -> RouteFuture {
     let op = req.op();
     let prefix = req.command_prefix();
@@ -468,17 +469,25 @@ fn values_of(reply: &Reply) -> Vec<(std::ops::Range<usize>, std::ops::Range<usiz
     out
 }
 
+/// The error line of a failed part reply (a backend may have sent values before it).
+fn error_only(reply: &Reply) -> Reply {
+    let skip = values_of(reply).last().map_or(0, |(_, unit)| unit.end);
+    Reply {
+        kind: reply.kind,
+        bytes: reply.bytes.slice(skip..),
+    }
+}
+
 fn assemble(
     req: &Req,
     key_ranges: &[(usize, usize)],
     assign: &[usize],
     replies: Vec<Reply>,
 ) -> Reply {
-    if !replies.is_empty() && replies.iter().all(|r| r.is_error()) {
-        return replies
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Reply::default_for(req));
+    // mcrouter (MultiOpParent): when any part of a multi-key get fails, the whole reply
+    // is that error alone, no values and no END, so a failed key never looks like a miss.
+    if let Some(err) = replies.iter().find(|r| r.is_error()) {
+        return error_only(err);
     }
     let values: Vec<_> = replies.iter().map(values_of).collect();
     let mut cursor = vec![0usize; replies.len()];
@@ -530,5 +539,32 @@ mod tests {
             &r.bytes[..],
             b"VALUE a 0 1\r\n1\r\nVALUE c 0 1\r\n3\r\nVALUE a 0 1\r\n1\r\nEND\r\n"
         );
+    }
+
+    #[test]
+    fn a_failed_part_fails_the_whole_multiget() {
+        let req = Req::from_wire(b"get a b c\r\n").unwrap();
+        let ranges: Vec<(usize, usize)> = req
+            .keys()
+            .map(|k| {
+                let s = k.as_ptr() as usize - req.raw().as_ptr() as usize;
+                (s, s + k.len())
+            })
+            .collect();
+        let hit = Reply {
+            kind: ReplyKind::Hit,
+            bytes: Bytes::from_static(b"VALUE a 0 1\r\n1\r\nEND\r\n"),
+        };
+        let dead = Reply::error(ErrorClass::ConnectError, "mcrouter: connect error");
+        let r = assemble(&req, &ranges, &[0, 1, 1], vec![hit.clone(), dead]);
+        assert_eq!(&r.bytes[..], b"SERVER_ERROR mcrouter: connect error\r\n");
+        assert_eq!(r.error_class(), Some(ErrorClass::ConnectError));
+        // A backend that sent values before failing: only its error line.
+        let partial = Reply {
+            kind: ReplyKind::Error(ErrorClass::RemoteError),
+            bytes: Bytes::from_static(b"VALUE b 0 1\r\n2\r\nSERVER_ERROR out of memory\r\n"),
+        };
+        let r = assemble(&req, &ranges, &[0, 1, 1], vec![hit, partial]);
+        assert_eq!(&r.bytes[..], b"SERVER_ERROR out of memory\r\n");
     }
 }

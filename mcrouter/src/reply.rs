@@ -17,8 +17,13 @@ pub enum ErrorClass {
     Timeout,
     /// The destination is marked down; not tried.
     Tko,
-    /// The backend answered `SERVER_ERROR`, `CLIENT_ERROR` or `ERROR`.
+    /// The backend answered `SERVER_ERROR`.
     RemoteError,
+    /// The backend rejected the request itself (`CLIENT_ERROR`, `ERROR`). A reply to pass
+    /// on, not a sign of a sick server: mcrouter's `isFailoverErrorResult` leaves
+    /// `client_error` out, so failover routes do not retry it by default and it never
+    /// counts towards TKO.
+    ClientError,
     /// The router itself failed the request (no route, bad reply, connection lost).
     LocalError,
     /// Shed by a limit (in-flight cap, rate limit).
@@ -33,8 +38,29 @@ impl ErrorClass {
         (ErrorClass::Timeout, "timeout"),
         (ErrorClass::Tko, "tko"),
         (ErrorClass::RemoteError, "remote_error"),
+        (ErrorClass::ClientError, "client_error"),
         (ErrorClass::LocalError, "local_error"),
         (ErrorClass::Busy, "busy"),
+    ];
+
+    /// mcrouter's other error result names (`mc_res_*` between `ooo` and
+    /// `remote_error`), accepted in `failover_errors` so that mcrouter configs load.
+    /// This router never produces these results (no UDP, no server-side shutdown or
+    /// try-again replies, requests with bad keys or flags are answered before routing),
+    /// so each one stands for a class that never occurs: it is accepted and then
+    /// matches nothing.
+    pub const NEVER_PRODUCED: &'static [&'static str] = &[
+        "ooo",
+        "try_again",
+        "shutdown",
+        "bad_command",
+        "bad_key",
+        "bad_flags",
+        "bad_exptime",
+        "bad_lease_id",
+        "bad_cas_id",
+        "bad_value",
+        "aborted",
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +76,58 @@ impl ErrorClass {
             .iter()
             .find(|(_, n)| *n == name)
             .map(|(c, _)| *c)
+    }
+
+    /// A `failover_errors` name: `Some(Some(class))` for a class we produce,
+    /// `Some(None)` for an mcrouter error name that never occurs here, `None` for a
+    /// name mcrouter does not know either.
+    pub fn from_config_name(name: &str) -> Option<Option<ErrorClass>> {
+        if let Some(c) = ErrorClass::from_name(name) {
+            return Some(Some(c));
+        }
+        ErrorClass::NEVER_PRODUCED.contains(&name).then_some(None)
+    }
+
+    /// Every name `failover_errors` accepts.
+    pub fn config_names() -> Vec<&'static str> {
+        ErrorClass::ALL
+            .iter()
+            .map(|(_, n)| *n)
+            .chain(ErrorClass::NEVER_PRODUCED.iter().copied())
+            .collect()
+    }
+
+    /// mcrouter's `isFailoverErrorResult`: what failover routes retry when
+    /// `failover_errors` does not say otherwise. Every failure of the destination or
+    /// the path to it, but not a backend rejecting the request itself.
+    pub fn is_failover_default(self) -> bool {
+        !matches!(self, ErrorClass::ClientError)
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of error classes (a `failover_errors` list).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorSet(u16);
+
+impl ErrorSet {
+    pub fn of(classes: &[ErrorClass]) -> ErrorSet {
+        let mut s = ErrorSet::default();
+        for c in classes {
+            s.insert(*c);
+        }
+        s
+    }
+
+    pub fn insert(&mut self, c: ErrorClass) {
+        self.0 |= c.bit();
+    }
+
+    pub fn contains(self, c: ErrorClass) -> bool {
+        self.0 & c.bit() != 0
     }
 }
 
@@ -182,21 +260,24 @@ pub fn classify(resp: &Response<'_>) -> ReplyKind {
             MetaCode::Ex => ReplyKind::Exists,
             MetaCode::Nf => ReplyKind::NotFound,
         },
-        Response::Error(_) | Response::ClientError(_) | Response::ServerError(_) => {
-            ReplyKind::Error(ErrorClass::RemoteError)
-        }
+        // mcrouter's reply parser: `SERVER_ERROR` is remote_error, `CLIENT_ERROR`
+        // client_error. A bare `ERROR` (unknown command) is the request's fault too.
+        Response::ServerError(_) => ReplyKind::Error(ErrorClass::RemoteError),
+        Response::Error(_) | Response::ClientError(_) => ReplyKind::Error(ErrorClass::ClientError),
     }
 }
 
-/// Whether a meta reply is suppressed under `q` (memcached: `EN` for mg, `HD` for ms,
-/// `HD`/`NF` for md, `EN`/`NF`/`HD` for ma).
+/// Whether a meta reply is suppressed under `q`. memcached (doc/protocol.txt, "noreply
+/// semantics for return codes") hides only the uninteresting outcome: the miss `EN` for
+/// mg, the success `HD` for ms and md, and success (`HD`, or `VA` with `v`) for ma.
+/// Everything else (`NS`, `EX`, `NF`, a hit, errors) is still sent.
 pub fn quiet_suppressed(op: Op, reply: &Reply) -> bool {
     let b = &reply.bytes[..];
+    let code = |c: &[u8]| b.starts_with(c) && matches!(b.get(2), Some(b' ' | b'\r'));
     match op {
-        Op::MetaGet => b.starts_with(b"EN"),
-        Op::MetaSet => b.starts_with(b"HD"),
-        Op::MetaDelete => b.starts_with(b"HD") || b.starts_with(b"NF"),
-        Op::MetaArithmetic => b.starts_with(b"HD") || b.starts_with(b"NF") || b.starts_with(b"EN"),
+        Op::MetaGet => code(b"EN"),
+        Op::MetaSet | Op::MetaDelete => code(b"HD"),
+        Op::MetaArithmetic => code(b"HD") || code(b"VA"),
         _ => false,
     }
 }
@@ -231,5 +312,68 @@ pub fn rewrite_value_key(reply: Reply, key: &[u8]) -> Reply {
     Reply {
         kind: reply.kind,
         bytes: Bytes::from(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(wire: &str) -> Reply {
+        let (resp, _) = protocol::parse_response(wire.as_bytes()).unwrap().unwrap();
+        Reply {
+            kind: classify(&resp),
+            bytes: Bytes::from(wire.to_string()),
+        }
+    }
+
+    #[test]
+    fn backend_errors_are_classified_like_mcrouter() {
+        let c = |w: &str| reply(w).error_class();
+        assert_eq!(
+            c("SERVER_ERROR out of memory\r\n"),
+            Some(ErrorClass::RemoteError)
+        );
+        assert_eq!(
+            c("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"),
+            Some(ErrorClass::ClientError)
+        );
+        assert_eq!(c("ERROR\r\n"), Some(ErrorClass::ClientError));
+        assert!(ErrorClass::RemoteError.is_failover_default());
+        assert!(!ErrorClass::ClientError.is_failover_default());
+        assert_eq!(
+            ErrorClass::from_name("client_error"),
+            Some(ErrorClass::ClientError)
+        );
+        assert_eq!(ErrorClass::from_config_name("shutdown"), Some(None));
+        assert_eq!(ErrorClass::from_config_name("nope"), None);
+    }
+
+    /// What memcached 1.6 sends for each meta command with `q` (checked against a real
+    /// memcached; the e2e test `meta_quiet_mode_matches_memcached` compares bytes).
+    #[test]
+    fn quiet_hides_only_the_uninteresting_reply() {
+        let hidden = |op: Op, w: &str| quiet_suppressed(op, &reply(w));
+        assert!(hidden(Op::MetaGet, "EN\r\n"));
+        assert!(!hidden(Op::MetaGet, "HD\r\n"));
+        assert!(!hidden(Op::MetaGet, "HD s3\r\n"));
+        assert!(!hidden(Op::MetaGet, "VA 1\r\nx\r\n"));
+        assert!(hidden(Op::MetaSet, "HD\r\n"));
+        assert!(hidden(Op::MetaSet, "HD c5\r\n"));
+        for shown in ["NS\r\n", "EX\r\n", "NF\r\n"] {
+            assert!(!hidden(Op::MetaSet, shown), "{shown}");
+        }
+        assert!(hidden(Op::MetaDelete, "HD\r\n"));
+        assert!(!hidden(Op::MetaDelete, "NF\r\n"));
+        assert!(!hidden(Op::MetaDelete, "EX\r\n"));
+        assert!(hidden(Op::MetaArithmetic, "HD\r\n"));
+        assert!(hidden(Op::MetaArithmetic, "VA 1\r\n6\r\n"));
+        assert!(!hidden(Op::MetaArithmetic, "NF\r\n"));
+        assert!(!hidden(Op::MetaArithmetic, "NS\r\n"));
+        assert!(!hidden(Op::MetaArithmetic, "EX\r\n"));
+        for op in [Op::MetaGet, Op::MetaSet, Op::MetaDelete, Op::MetaArithmetic] {
+            assert!(!hidden(op, "SERVER_ERROR x\r\n"));
+            assert!(!hidden(op, "CLIENT_ERROR bad command line format\r\n"));
+        }
     }
 }

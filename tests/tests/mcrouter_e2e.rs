@@ -346,10 +346,22 @@ fn killed_backend_fails_only_its_keys_then_recovers() -> Result<()> {
             }
         }
     }
-    // A multi-get spanning all servers still returns the live servers' keys.
+    // A multi-get spanning all servers fails as a whole, as in mcrouter: the dead
+    // server's keys must not look like misses.
     let r = c.call(&format!("get {}\r\n", keys.join(" ")))?;
-    let live = owner.iter().filter(|o| **o != dead).count();
-    assert_eq!(r.matches("VALUE ").count(), live);
+    assert!(
+        r.starts_with("SERVER_ERROR") && !r.contains("VALUE "),
+        "{r:?}"
+    );
+    // One spanning only the live servers returns their keys.
+    let live: Vec<&str> = keys
+        .iter()
+        .zip(&owner)
+        .filter(|(_, o)| **o != dead)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let r = c.call(&format!("get {}\r\n", live.join(" ")))?;
+    assert_eq!(r.matches("VALUE ").count(), live.len());
     // `stats servers` shows the dead one as TKO, the others up, with their counters.
     let servers_stats = c.call("stats servers\r\n")?;
     let lines: Vec<&str> = servers_stats.lines().collect();

@@ -2,7 +2,8 @@
 //! expires quickly ("Scaling Memcache at Facebook", NSDI'13, section 3.3).
 //!
 //! Requests go to `normal`. When its reply is an error of one of the `failover_errors`
-//! classes (default: every error, as [`FailoverRoute`](super::failover::FailoverRoute)),
+//! classes (default: mcrouter's failover errors, every error but `CLIENT_ERROR`, as
+//! [`FailoverRoute`](super::failover::FailoverRoute); a list, or per operation kind),
 //! the request goes to the `failover` routes in order until one answers without such an
 //! error. A miss is not an error: it is never failed over. Requests sent to a failover
 //! route have their exptime capped at `failover_exptime` (a
@@ -30,7 +31,7 @@
 //!  "normal": "PoolRoute|main",
 //!  "failover": "PoolRoute|gutter",            // a route or a list of routes, tried in order
 //!  "failover_exptime": 10,                    // seconds; default 10
-//!  "failover_errors": ["connect_error", "timeout", "tko"]}   // optional, default: all
+//!  "failover_errors": ["connect_error", "timeout", "tko"]}   // optional, see FailoverRoute
 //! ```
 //!
 //! `failover_exptime` defaults to [`DEFAULT_FAILOVER_EXPTIME`] = 10 s (the gutter TTL of
@@ -44,11 +45,10 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::failover::should_failover;
+use super::failover::FailoverErrors;
 use super::modify_exptime::{Action, ModifyExptimeRoute};
 use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
-use crate::reply::ErrorClass;
 use crate::request::Req;
 
 /// Default `failover_exptime` in seconds (mcrouter's is 60).
@@ -69,8 +69,8 @@ pub struct FailoverWithExptimeRoute {
 struct Legs {
     /// The failover routes, each behind its exptime cap.
     failover: Vec<RouteRef>,
-    /// `None`: fail over on every error.
-    errors: Option<Vec<ErrorClass>>,
+    /// Which errors move on to the next failover route.
+    errors: FailoverErrors,
     /// Requests sent to a failover route (also exported as a metric).
     sent: AtomicU64,
 }
@@ -82,7 +82,7 @@ impl FailoverWithExptimeRoute {
         normal: RouteRef,
         failover: Vec<RouteRef>,
         failover_exptime: i64,
-        errors: Option<Vec<ErrorClass>>,
+        errors: FailoverErrors,
     ) -> Self {
         let failover = failover
             .into_iter()
@@ -141,7 +141,7 @@ impl Route for FailoverWithExptimeRoute {
         Box::pin(async move {
             let mut reply = first.await;
             for leg in &legs.failover {
-                if !should_failover(&legs.errors, &reply) {
+                if !legs.errors.should_failover(req.op(), &reply) {
                     break;
                 }
                 legs.count();
@@ -200,7 +200,7 @@ fn from_node(node: &Node<'_>, b: &mut Builder) -> Result<FailoverWithExptimeRout
             }
         },
     };
-    let errors = node.error_classes("failover_errors")?;
+    let errors = node.failover_errors("failover_errors")?;
     Ok(FailoverWithExptimeRoute::new(
         normal,
         failover,
@@ -217,6 +217,7 @@ pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> 
 mod tests {
     use super::*;
     use crate::destination::Registry;
+    use crate::reply::ErrorClass;
     use crate::route::describe_path;
     use crate::route::testing::{run, Mock};
     use serde_json::Value;
@@ -224,7 +225,7 @@ mod tests {
     const DOWN: &str = "SERVER_ERROR down\r\n";
 
     fn route(normal: &Arc<Mock>, gutter: &Arc<Mock>, cap: i64) -> FailoverWithExptimeRoute {
-        FailoverWithExptimeRoute::new(normal.r(), vec![gutter.r()], cap, None)
+        FailoverWithExptimeRoute::new(normal.r(), vec![gutter.r()], cap, FailoverErrors::default())
     }
 
     /// Build from JSON (with `"type"` added) at path `route`.
@@ -274,13 +275,19 @@ mod tests {
                 Mock::replying(DOWN),
                 Mock::replying("STORED\r\n"),
             );
-            let r = FailoverWithExptimeRoute::new(n.r(), vec![g1.r(), g2.r()], 10, None);
+            let r = FailoverWithExptimeRoute::new(
+                n.r(),
+                vec![g1.r(), g2.r()],
+                10,
+                FailoverErrors::default(),
+            );
             let reply = r.route(Mock::req("set k 0 0 1\r\nx\r\n"), &ctx).await;
             assert_eq!(&reply.bytes[..], b"STORED\r\n");
             assert_eq!((n.count(), g1.count(), g2.count()), (1, 1, 1));
             assert_eq!(r.failovers(), 2, "one per request sent to a failover route");
             // All failover routes fail: the last error is the answer.
-            let r = FailoverWithExptimeRoute::new(n.r(), vec![g1.r()], 10, None);
+            let r =
+                FailoverWithExptimeRoute::new(n.r(), vec![g1.r()], 10, FailoverErrors::default());
             let reply = r.route(Mock::req("get k\r\n"), &ctx).await;
             assert_eq!(&reply.bytes[..], DOWN.as_bytes());
             assert_eq!(r.failovers(), 1);
@@ -296,7 +303,7 @@ mod tests {
                 remote.r(),
                 vec![gutter.r()],
                 10,
-                Some(vec![ErrorClass::Timeout]),
+                FailoverErrors::list(&[ErrorClass::Timeout]),
             );
             let reply = r.route(Mock::req("set k 0 0 1\r\nx\r\n"), &ctx).await;
             assert!(reply.is_error());
@@ -373,7 +380,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.failover_exptime(), 2);
-        assert_eq!(r.legs.errors, Some(vec![ErrorClass::Tko]));
+        assert_eq!(r.legs.errors, FailoverErrors::list(&[ErrorClass::Tko]));
         // Admin `route_handles`: the normal route and each capped failover route.
         let r: RouteRef = Arc::new(r);
         let path = describe_path(&r, &Mock::req("get k\r\n"));

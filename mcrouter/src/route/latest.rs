@@ -13,10 +13,9 @@ use std::sync::Arc;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::failover::failover_in_order;
+use super::failover::{failover_in_order, FailoverErrors};
 use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
-use crate::reply::ErrorClass;
 use crate::request::Req;
 
 /// Default number of children tried.
@@ -26,7 +25,7 @@ pub const DEFAULT_FAILOVER_COUNT: usize = 5;
 pub struct LatestRoute {
     children: Arc<[RouteRef]>,
     count: usize,
-    errors: Option<Vec<ErrorClass>>,
+    errors: FailoverErrors,
     /// Seed of the order: from the host name (and the thread with `thread_local`).
     seed: u64,
     thread_local: bool,
@@ -43,14 +42,14 @@ pub fn host_seed() -> u64 {
 }
 
 impl LatestRoute {
-    pub fn new(children: Vec<RouteRef>, count: usize, errors: Option<Vec<ErrorClass>>) -> Self {
+    pub fn new(children: Vec<RouteRef>, count: usize, errors: FailoverErrors) -> Self {
         Self::with_seed(children, count, errors, host_seed(), false)
     }
 
     pub fn with_seed(
         children: Vec<RouteRef>,
         count: usize,
-        errors: Option<Vec<ErrorClass>>,
+        errors: FailoverErrors,
         seed: u64,
         thread_local: bool,
     ) -> Self {
@@ -92,13 +91,7 @@ impl Route for LatestRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        failover_in_order(
-            self.children.clone(),
-            self.order(),
-            self.errors.clone(),
-            req,
-            ctx,
-        )
+        failover_in_order(self.children.clone(), self.order(), self.errors, req, ctx)
     }
 
     fn children(&self) -> Vec<RouteRef> {
@@ -120,7 +113,7 @@ pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> 
         Some(c) if c >= 1 => c as usize,
         Some(_) => return Err(node.err("failover_count", "expected an integer >= 1")),
     };
-    let errors = node.error_classes("failover_errors")?;
+    let errors = node.failover_errors("failover_errors")?;
     let thread_local = node.bool_field("thread_local_failover")?.unwrap_or(false);
     Ok(Arc::new(LatestRoute::with_seed(
         children,
@@ -146,10 +139,13 @@ mod tests {
             // Find a seed whose order starts with the failing child.
             let seed = (0..1000u64)
                 .find(|&s| {
-                    LatestRoute::with_seed(children.clone(), 2, None, s, false).order()[0] == 0
+                    LatestRoute::with_seed(children.clone(), 2, FailoverErrors::default(), s, false)
+                        .order()[0]
+                        == 0
                 })
                 .expect("some seed puts child 0 first");
-            let r = LatestRoute::with_seed(children.clone(), 2, None, seed, false);
+            let r =
+                LatestRoute::with_seed(children.clone(), 2, FailoverErrors::default(), seed, false);
             let order = r.order();
             for _ in 0..20 {
                 let reply = r.route(Mock::req("set k 0 0 1\r\nx\r\n"), &ctx).await;
@@ -162,8 +158,16 @@ mod tests {
             // Other hosts pick other orders: over many seeds every child leads sometimes.
             let mut firsts = std::collections::HashSet::new();
             for s in 0..200u64 {
-                firsts
-                    .insert(LatestRoute::with_seed(children.clone(), 2, None, s, false).order()[0]);
+                firsts.insert(
+                    LatestRoute::with_seed(
+                        children.clone(),
+                        2,
+                        FailoverErrors::default(),
+                        s,
+                        false,
+                    )
+                    .order()[0],
+                );
             }
             assert_eq!(firsts.len(), 5);
         });

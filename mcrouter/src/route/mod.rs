@@ -27,8 +27,9 @@ use serde_json::{Map, Value};
 
 use crate::config::{Builder, ConfigError};
 use crate::destination::{DestShared, WorkerDests};
-use crate::reply::{ErrorClass, Reply};
+use crate::reply::{ErrorClass, ErrorSet, Reply};
 use crate::request::{Op, Req};
+use failover::FailoverErrors;
 
 pub mod all_async;
 pub mod all_fastest;
@@ -247,30 +248,71 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// `failover_errors`: a list of error class names.
-    pub fn error_classes(&self, name: &str) -> Result<Option<Vec<ErrorClass>>, ConfigError> {
+    /// `failover_errors`: a list of error names (for every operation), or an object with
+    /// a list per operation kind, `{"gets": [...], "updates": [...], "deletes": [...]}`
+    /// (a kind left out keeps the default), as mcrouter's `FailoverErrorsSettings`.
+    pub fn failover_errors(&self, name: &str) -> Result<FailoverErrors, ConfigError> {
         let Some(v) = self.field(name) else {
-            return Ok(None);
+            return Ok(FailoverErrors::default());
         };
+        if let Some(obj) = v.as_object() {
+            let mut out = FailoverErrors::default();
+            for (kind, list) in obj {
+                let field = format!("{name}.{kind}");
+                let set = Some(self.error_set(&field, list)?);
+                match kind.as_str() {
+                    "gets" => out.gets = set,
+                    "updates" => out.updates = set,
+                    "deletes" => out.deletes = set,
+                    _ => {
+                        return Err(self.err(
+                            &field,
+                            format!(
+                            "unknown operation kind {kind:?}; expected gets, updates or deletes"
+                        ),
+                        ))
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        let set = Some(self.error_set(name, v)?);
+        Ok(FailoverErrors {
+            gets: set,
+            updates: set,
+            deletes: set,
+        })
+    }
+
+    /// One list of error names at field `name` (mcrouter's result names without `mc_res_`).
+    fn error_set(&self, name: &str, v: &Value) -> Result<ErrorSet, ConfigError> {
         let Some(list) = v.as_array() else {
-            return Err(self.err(name, "expected a list of error names"));
+            return Err(self.err(
+                name,
+                "expected a list of error names, or an object {\"gets\": [...], \"updates\": [...], \"deletes\": [...]}",
+            ));
         };
-        let mut out = Vec::new();
+        let mut out = ErrorSet::default();
         for (i, e) in list.iter().enumerate() {
             let name_i = format!("{name}[{i}]");
             let s = e
                 .as_str()
                 .ok_or_else(|| self.err(&name_i, "expected a string"))?;
-            let c = ErrorClass::from_name(s).ok_or_else(|| {
-                let names: Vec<&str> = ErrorClass::ALL.iter().map(|(_, n)| *n).collect();
+            let c = ErrorClass::from_config_name(s).ok_or_else(|| {
                 self.err(
                     &name_i,
-                    format!("unknown error {s:?}; expected one of {}", names.join(", ")),
+                    format!(
+                        "unknown error {s:?}; expected one of {}",
+                        ErrorClass::config_names().join(", ")
+                    ),
                 )
             })?;
-            out.push(c);
+            // A name for a result this router never produces matches nothing.
+            if let Some(c) = c {
+                out.insert(c);
+            }
         }
-        Ok(Some(out))
+        Ok(out)
     }
 }
 

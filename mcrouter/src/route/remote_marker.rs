@@ -160,7 +160,7 @@ impl Route for RemoteMarkerRoute {
                 return master.route(req, &ctx).await;
             }
             if m.error_class()
-                .is_some_and(|c| c != ErrorClass::RemoteError)
+                .is_some_and(|c| !matches!(c, ErrorClass::RemoteError | ErrorClass::ClientError))
             {
                 // The marker store is unreachable: the master is the safe answer.
                 return master.route(req, &ctx).await;
