@@ -463,6 +463,20 @@ impl Req {
             .map(|(r, _)| r)
     }
 
+    /// This request with its routing key replaced: a base64 meta request (`b`) gets the new
+    /// key base64-encoded on the wire and keeps its `b` semantics; others as
+    /// [`Req::with_key`].
+    pub fn with_routing_key(&self, new_key: &[u8]) -> Req {
+        if self.decoded.is_none() {
+            return self.with_key(new_key);
+        }
+        use base64::Engine as _;
+        let wire = base64::engine::general_purpose::STANDARD.encode(new_key);
+        let mut r = self.with_key(wire.as_bytes());
+        r.decoded = Some(Bytes::copy_from_slice(new_key));
+        r
+    }
+
     /// This request with the key replaced (text commands only; meta keys are replaced as
     /// sent, so a base64 request gets a plain key and loses its `b` semantics only if the
     /// route asked for a key that is not base64 itself).
