@@ -49,11 +49,12 @@ impl Route for RootRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        let prefix_len = routing_prefix(req.key()).len();
+        // Base64 meta keys are routed by their decoded key.
+        let prefix_len = routing_prefix(req.routing_key()).len();
         if prefix_len == 0 || req.op() == Op::FlushAll {
             return self.default_route().route(req, ctx);
         }
-        let Some(r) = self.pick(req.key()) else {
+        let Some(r) = self.pick(req.routing_key()) else {
             return ready(Reply::error_static(
                 ErrorClass::LocalError,
                 b"SERVER_ERROR mcrouter: no route for this routing prefix\r\n",
@@ -63,7 +64,8 @@ impl Route for RootRoute {
             return r.route(req, ctx);
         }
         let original = req.key().to_vec();
-        let fut = r.route(req.with_key(key_without_route(&original)), ctx);
+        let stripped = key_without_route(req.routing_key()).to_vec();
+        let fut = r.route(req.with_routing_key(&stripped), ctx);
         Box::pin(async move { rewrite_value_key(fut.await, &original) })
     }
 
@@ -72,7 +74,7 @@ impl Route for RootRoute {
     }
 
     fn children_for(&self, req: &Req) -> Vec<RouteRef> {
-        self.pick(req.key()).cloned().into_iter().collect()
+        self.pick(req.routing_key()).cloned().into_iter().collect()
     }
 
     fn plain_destination(&self, op: Op, key: &[u8]) -> Option<&Arc<DestShared>> {
@@ -104,6 +106,10 @@ mod tests {
             assert_eq!(b.seen()[0], b"delete k\r\n");
             let reply = r.route(Mock::req("get /r/zz/k\r\n"), &ctx).await;
             assert!(reply.is_error());
+            // A base64 meta key routes by its decoded key: "L3IvYi9h" is "/r/b/a", sent on
+            // as "a" ("YQ==") still in base64.
+            r.route(Mock::req("mg L3IvYi9h b v\r\n"), &ctx).await;
+            assert_eq!(b.seen()[1], b"mg YQ== b v\r\n");
         });
     }
 }
