@@ -516,16 +516,20 @@ fn assemble(
 mod tests {
     use super::*;
 
-    #[test]
-    fn assemble_keeps_client_order_and_skips_misses() {
-        let req = Req::from_wire(b"get a b c a\r\n").unwrap();
-        let ranges: Vec<(usize, usize)> = req
-            .keys()
+    /// Where each key of `req` lies in its raw bytes.
+    fn key_ranges(req: &Req) -> Vec<(usize, usize)> {
+        req.keys()
             .map(|k| {
                 let s = k.as_ptr() as usize - req.raw().as_ptr() as usize;
                 (s, s + k.len())
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn assemble_keeps_client_order_and_skips_misses() {
+        let req = Req::from_wire(b"get a b c a\r\n").unwrap();
+        let ranges = key_ranges(&req);
         let p0 = Reply {
             kind: ReplyKind::Hit,
             bytes: Bytes::from_static(b"VALUE a 0 1\r\n1\r\nVALUE a 0 1\r\n1\r\nEND\r\n"),
@@ -544,13 +548,7 @@ mod tests {
     #[test]
     fn a_failed_part_fails_the_whole_multiget() {
         let req = Req::from_wire(b"get a b c\r\n").unwrap();
-        let ranges: Vec<(usize, usize)> = req
-            .keys()
-            .map(|k| {
-                let s = k.as_ptr() as usize - req.raw().as_ptr() as usize;
-                (s, s + k.len())
-            })
-            .collect();
+        let ranges = key_ranges(&req);
         let hit = Reply {
             kind: ReplyKind::Hit,
             bytes: Bytes::from_static(b"VALUE a 0 1\r\n1\r\nEND\r\n"),
