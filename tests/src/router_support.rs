@@ -65,6 +65,22 @@ impl Drop for TempDir {
     }
 }
 
+/// Starts mcrouter on `config` (written to a temporary `bad.json`), which it must refuse:
+/// returns the file's path and what mcrouter printed on stderr.
+pub fn refused_config(config: &str) -> Result<(String, String)> {
+    let dir = TempDir::new("refused-config")?;
+    let path = dir.write("bad.json", config)?;
+    let out = std::process::Command::new(crate::bins::bin_path("mcrouter")?)
+        .args(["--config", &format!("file:{}", path.display()), "-p", "0"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if out.status.success() {
+        bail!("mcrouter accepted {config}");
+    }
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    Ok((path.display().to_string(), err))
+}
+
 /// A config with one pool `A` of `servers` and `PoolRoute|A`.
 pub fn pool_config(servers: &[String]) -> String {
     let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();

@@ -13,7 +13,9 @@ use e2e_tests::bins::{bin_path, OurServer};
 use e2e_tests::external::{
     find_program, memcached_path, python_has_module, run_python, skip, Memcached,
 };
-use e2e_tests::router_support::{pool_config, wait_until, Client, MockBackend, Router};
+use e2e_tests::router_support::{
+    pool_config, refused_config, wait_until, Client, MockBackend, Router,
+};
 
 fn three_memcached(test: &str) -> Option<Vec<Memcached>> {
     if memcached_path().is_none() {
@@ -495,22 +497,13 @@ fn config_reload_under_traffic_fails_no_request() -> Result<()> {
 
 #[test]
 fn invalid_config_is_reported_with_file_and_path() -> Result<()> {
-    let dir = e2e_tests::router_support::TempDir::new("badcfg")?;
-    let path = dir.write(
-        "bad.json",
+    let (path, err) = refused_config(
         r#"{"pools": {"A": {"servers": ["127.0.0.1:1"]}},
             "route": {"type": "OperationSelectorRoute", "operation_policies": {"get": "FooRoute|x"}}}"#,
     )?;
-    let out = Command::new(bin_path("mcrouter")?)
-        .args(["--config", &format!("file:{}", path.display()), "-p", "0"])
-        .stdin(Stdio::null())
-        .output()?;
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
-            "{}: route.operation_policies.get: unknown route type \"FooRoute\"",
-            path.display()
+            "{path}: route.operation_policies.get: unknown route type \"FooRoute\""
         )),
         "{err}"
     );

@@ -10,13 +10,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e_tests::bins::bin_path;
 use e2e_tests::external::{free_port, memcached_path, skip, Memcached};
-use e2e_tests::router_support::{pool_config, Client, Router, TempDir};
+use e2e_tests::router_support::{pool_config, refused_config, Client, Router};
 
 fn memcacheds(test: &str, n: usize) -> Option<Vec<Memcached>> {
     if memcached_path().is_none() {
@@ -139,14 +137,7 @@ fn failover_errors_per_operation_kind() -> Result<()> {
         r#""route": {"type": "FailoverRoute", "children": ["PoolRoute|A"],
                      "failover_errors": {"gets": ["timeout", "nope"]}}"#,
     );
-    let dir = TempDir::new("bad-failover-errors")?;
-    let path = dir.write("bad.json", &bad)?;
-    let out = Command::new(bin_path("mcrouter")?)
-        .args(["--config", &format!("file:{}", path.display()), "-p", "0"])
-        .stdin(Stdio::null())
-        .output()?;
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, err) = refused_config(&bad)?;
     assert!(
         err.contains("route.failover_errors.gets[1]: unknown error \"nope\""),
         "{err}"

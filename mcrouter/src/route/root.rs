@@ -64,8 +64,10 @@ impl Route for RootRoute {
             return r.route(req, ctx);
         }
         let original = req.key().to_vec();
-        let stripped = key_without_route(req.routing_key()).to_vec();
-        let fut = r.route(req.with_routing_key(&stripped), ctx);
+        let fut = r.route(
+            req.with_routing_key(key_without_route(req.routing_key())),
+            ctx,
+        );
         Box::pin(async move { rewrite_value_key(fut.await, &original) })
     }
 
