@@ -5,41 +5,13 @@
 //! so we know when the reply is complete without sleeping. Cases where we deliberately
 //! differ from memcached 1.6.18 are listed in `deliberate_differences` with the reason.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use e2e_tests::bins::OurServer;
+use e2e_tests::differential::{exchange, start_pair, stat_value};
 use e2e_tests::external::{skip, Memcached};
-
-/// Send `input` (+ `mn\r\n` unless `closes`) and read until the `MN` sentinel or EOF.
-/// Cases must not contain `mn` themselves, or the sentinel would be ambiguous.
-fn exchange(addr: SocketAddr, input: &[u8], closes: bool) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(input).unwrap();
-    if !closes {
-        s.write_all(b"mn\r\n").unwrap();
-    }
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                if !closes && out.ends_with(b"MN\r\n") {
-                    break;
-                }
-            }
-            Err(e) => panic!(
-                "read from {addr} after {:?}: {e}",
-                String::from_utf8_lossy(&out)
-            ),
-        }
-    }
-    out
-}
 
 fn cases() -> Vec<(String, Vec<u8>, bool)> {
     let k251 = "a".repeat(251);
@@ -189,32 +161,6 @@ fn same_replies_as_memcached() {
         failures.len(),
         failures.join("\n")
     );
-}
-
-/// Both servers freshly started with `args` (plus `-p 0 -U 0` for ours), or `None` (with a
-/// printed skip) when memcached is not installed.
-fn start_pair(test: &str, args: &[&str]) -> Option<(Memcached, OurServer)> {
-    let mc = match Memcached::start_with(args) {
-        Ok(m) => m,
-        Err(e) => {
-            skip(test, &format!("memcached unavailable: {e}"));
-            return None;
-        }
-    };
-    let mut ours_args = vec!["-p", "0", "-U", "0"];
-    ours_args.extend_from_slice(args);
-    let ours = OurServer::start("cache-server", &ours_args).expect("start cache-server");
-    Some((mc, ours))
-}
-
-/// The value of `STAT <name> <value>` in a `stats` reply.
-fn stat_value(reply: &[u8], name: &str) -> Option<String> {
-    String::from_utf8_lossy(reply).lines().find_map(|l| {
-        l.strip_prefix("STAT ")
-            .and_then(|r| r.strip_prefix(name))
-            .and_then(|r| r.strip_prefix(' '))
-            .map(str::to_string)
-    })
 }
 
 /// With `-F`, every well-formed `flush_all` is refused with `CLIENT_ERROR flush_all not
