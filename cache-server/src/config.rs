@@ -110,6 +110,15 @@ pub struct Settings {
     pub idle_timeout: u64,
     pub hot_lru_pct: u8,
     pub warm_lru_pct: u8,
+    /// `-o lru_segmented` (default) / `-o no_lru_segmented` (memcached's flat LRU).
+    pub lru_segmented: bool,
+    /// `-o temp_lru`, `-o temporary_ttl=N` (reported; there is no TEMP LRU).
+    pub temp_lru: bool,
+    pub temporary_ttl: i64,
+    /// `-o maxconns_fast` (default) / `-o no_maxconns_fast` (reported in `stats settings`).
+    pub maxconns_fast: bool,
+    /// `-D <char>`: the key prefix delimiter of `stats detail` (default `:`).
+    pub prefix_delimiter: u8,
     pub hot_max_factor: f64,
     pub warm_max_factor: f64,
     pub track_sizes: bool,
@@ -156,6 +165,11 @@ impl Default for Settings {
             idle_timeout: 0,
             hot_lru_pct: 20,
             warm_lru_pct: 40,
+            lru_segmented: true,
+            temp_lru: false,
+            temporary_ttl: crate::admin::DEFAULT_TEMPORARY_TTL,
+            prefix_delimiter: b':',
+            maxconns_fast: true,
             hot_max_factor: 0.2,
             warm_max_factor: 2.0,
             track_sizes: false,
@@ -219,6 +233,9 @@ struct Cli {
     /// Minimum space allocated for key+value+flags
     #[arg(short = 'n', long = "slab-min-size", default_value_t = storage::DEFAULT_MIN_SPACE)]
     min_space: usize,
+    /// Delimiter between key prefixes and ids in `stats detail` (default ':')
+    #[arg(short = 'D')]
+    delimiter: Option<String>,
     /// Disable use of CAS
     #[arg(short = 'C', long = "disable-cas")]
     disable_cas: bool,
@@ -332,6 +349,11 @@ impl Settings {
             reqs_per_event: cli.reqs_per_event,
             pidfile: cli.pidfile,
             metrics_listen: cli.metrics_listen,
+            // memcached takes the first character of the argument.
+            prefix_delimiter: match cli.delimiter.as_deref().map(str::as_bytes) {
+                Some([c, ..]) => *c,
+                _ => b':',
+            },
             ..Settings::default()
         };
         for group in &cli.extended {
@@ -437,20 +459,22 @@ impl Settings {
             | "relaxed_privileges"
             | "drop_privileges"
             | "no_drop_privileges"
-            | "maxconns_fast"
-            | "no_maxconns_fast"
             | "no_hashexpand"
-            | "temp_lru"
             | "tail_repair_time"
             | "slab_chunk_max"
-            | "lru_segmented"
-            | "no_lru_segmented"
             | "no_inline_ascii_resp"
             | "inline_ascii_resp"
             | "watcher_logbuf_size"
             | "worker_logbuf_size"
-            | "read_buf_mem_limit"
-            | "temporary_ttl" => {}
+            | "read_buf_mem_limit" => {}
+            "maxconns_fast" => self.maxconns_fast = true,
+            "no_maxconns_fast" => self.maxconns_fast = false,
+            "temp_lru" => self.temp_lru = true,
+            "lru_segmented" => self.lru_segmented = true,
+            "no_lru_segmented" => self.lru_segmented = false,
+            "temporary_ttl" => {
+                self.temporary_ttl = num("temporary_ttl", need("temporary_ttl")?, "seconds")?
+            }
             _ => return Err(ConfigError::IllegalSuboption(opt.to_string())),
         }
         Ok(())

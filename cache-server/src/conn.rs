@@ -23,10 +23,11 @@ use mio::{Interest, Registry, Token};
 use protocol::{ErrorKind, Frame, Framer, LruCrawlerCommand, Request};
 
 use crate::dump::{self, Dump, DumpKind};
-use crate::exec::{execute, Outcome};
+use crate::exec::{execute, parse_error_reply, Outcome};
 use crate::metrics::LatencyRecorder;
 use crate::server::Shared;
 use crate::stats::ThreadStats;
+use crate::verbose;
 
 /// With metrics on: the worker's latency recorder and when its event loop woke up.
 pub type Timing<'a> = Option<(&'a LatencyRecorder, Instant)>;
@@ -128,6 +129,9 @@ impl Conn {
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (id, last_cmd) = sh.register_conn(peer);
+        if verbose::tracing(sh.verbosity.load(Ordering::Relaxed)) {
+            verbose::opened(stream.as_raw_fd());
+        }
         Ok(Conn {
             stream,
             id,
@@ -153,6 +157,9 @@ impl Conn {
     pub fn close(mut self, registry: &Registry, sh: &Shared) {
         let _ = registry.deregister(&mut self.stream);
         sh.unregister_conn(self.id);
+        if verbose::tracing(sh.verbosity.load(Ordering::Relaxed)) {
+            verbose::closed(self.stream.as_raw_fd());
+        }
     }
 
     pub fn idle_for(&self, now: i64) -> i64 {
@@ -347,6 +354,10 @@ impl Conn {
         let mut requests = 0u64;
         let mut executed = false;
         let mut starved = false;
+        // `-vv`: read per request, as `verbosity` may change it (a relaxed load of a
+        // rarely written word).
+        let trace = || verbose::tracing(sh.verbosity.load(Ordering::Relaxed));
+        let fd = self.stream.as_raw_fd();
         while !self.closing && self.pending_output() < OUTPUT_HIGH_WATER {
             if let Some(d) = self.dump.as_mut() {
                 let before = self.wbuf.len();
@@ -370,6 +381,11 @@ impl Conn {
                 Frame::Request(req, n) => {
                     executed = true;
                     requests += 1;
+                    let traced = trace();
+                    if traced {
+                        verbose::command(fd, &buf[..n]);
+                    }
+                    let before = self.wbuf.len();
                     match req {
                         Request::LruCrawler(
                             c @ (LruCrawlerCommand::Metadump(arg) | LruCrawlerCommand::Mgdump(arg)),
@@ -385,10 +401,26 @@ impl Conn {
                             }
                             // A dump's output is all written before the next command runs.
                             self.pipelined = self.dump.is_none();
+                            if traced && self.dump.is_none() {
+                                verbose::one_line(fd, &self.wbuf[before..]);
+                            }
+                        }
+                        _ if traced && req.noreply() => {
+                            // memcached traces the reply `noreply` suppressed.
+                            let outcome = execute(&req.with_reply(), sh, ts, &mut self.wbuf);
+                            verbose::suppressed(fd, &self.wbuf[before..]);
+                            self.wbuf.truncate(before);
+                            if outcome == Outcome::Close {
+                                self.closing = true;
+                            }
+                            self.pipelined = true;
                         }
                         _ => {
                             if execute(&req, sh, ts, &mut self.wbuf) == Outcome::Close {
                                 self.closing = true;
+                            }
+                            if trace() {
+                                verbose::reply(fd, &req, &self.wbuf[before..]);
                             }
                             // memcached writes out all queued replies after these.
                             self.pipelined =
@@ -413,8 +445,11 @@ impl Conn {
                         forget_on_too_large_set(sh, &buf[..e.consumed]);
                         ThreadStats::incr(&ts.store_too_large);
                     }
-                    if let Some(reply) = e.reply_line() {
-                        self.wbuf.extend_from_slice(reply.as_bytes());
+                    let before = self.wbuf.len();
+                    parse_error_reply(&e, &buf[..e.consumed], sh, ts, &mut self.wbuf);
+                    if trace() {
+                        verbose::command(fd, &buf[..e.consumed]);
+                        verbose::one_line(fd, &self.wbuf[before..]);
                     }
                     self.rstart += e.consumed;
                     if e.close {

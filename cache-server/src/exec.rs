@@ -146,6 +146,9 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
                         out.extend_from_slice(CRLF);
                     })
                     .is_some();
+                if sh.admin.prefix.enabled() {
+                    sh.admin.prefix.record_get(key, hit);
+                }
                 match (hit, touch) {
                     (true, false) => ThreadStats::incr(&ts.get_hits),
                     (false, false) => ThreadStats::incr(&ts.get_misses),
@@ -165,6 +168,9 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             noreply,
         } => {
             ThreadStats::incr(&ts.cmd_set);
+            if sh.admin.prefix.enabled() {
+                sh.admin.prefix.record_set(key);
+            }
             let mode = match kind {
                 StorageKind::Set => StoreMode::Set,
                 StorageKind::Add => StoreMode::Add,
@@ -194,6 +200,9 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             }
         }
         Request::Delete { key, noreply } => {
+            if sh.admin.prefix.enabled() {
+                sh.admin.prefix.record_delete(key);
+            }
             let opts = DeleteOptions {
                 keep_stale: sh.settings.lease_stale_ttl,
                 ..DeleteOptions::default()
@@ -315,6 +324,7 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             }
         }
         Request::Stats { args } => crate::stats_reply::stats(sh, args, out),
+        Request::Lru { args } => crate::admin::lru(sh, args, out),
         Request::Slabs(SlabsCommand::Reassign { src, dst }) => {
             let r = engine.slabs_reassign(src as i32, dst as i32);
             line(
@@ -458,6 +468,33 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
     Outcome::Continue
 }
 
+/// The reply to a request the parser rejected, appended to `out`. memcached counts a
+/// `flush_all` and checks `-F` before it parses the delay, so `flush_all <bad delay>`
+/// counts in `cmd_flush` and, under `-F`, answers `CLIENT_ERROR flush_all not allowed`
+/// rather than the exptime error. Runs only on the error path.
+pub fn parse_error_reply(
+    e: &protocol::ParseError,
+    request: &[u8],
+    sh: &Shared,
+    ts: &ThreadStats,
+    out: &mut Vec<u8>,
+) {
+    if e.kind == protocol::ErrorKind::InvalidExptime
+        && request.trim_ascii_start().starts_with(b"flush_all ")
+    {
+        ThreadStats::incr(&ts.cmd_flush);
+        if sh.settings.disable_flush {
+            if !e.noreply {
+                line(out, b"CLIENT_ERROR flush_all not allowed\r\n");
+            }
+            return;
+        }
+    }
+    if let Some(reply) = e.reply_line() {
+        out.extend_from_slice(reply.as_bytes());
+    }
+}
+
 /// `lease-get <key>` (mcrouter's leases, see `storage::lease`): a hit answers as `get`;
 /// a miss answers `LVALUE <key> <token> <flags> <bytes>\r\n<data>\r\nEND\r\n`, where the
 /// token is fresh (> 1, this client may fill with `lease-set`) for the first miss of the
@@ -524,20 +561,18 @@ fn meta_key<'k>(
     }
 }
 
-/// ` k<key>` (+ ` b` for base64 keys) and ` O<opaque>`: echoed by every meta reply.
-fn echo_key_opaque(
-    out: &mut Vec<u8>,
-    flag: u8,
-    token: &[u8],
-    raw_key: &[u8],
-    flags: &MetaFlags<'_>,
-) {
+/// ` k<key>` and ` O<opaque>`: echoed by every meta reply. `key` is the decoded key: like
+/// memcached, a base64 key is echoed re-encoded (`Zm9vYh==` comes back as `Zm9vYg==`) + ` b`.
+/// (memcached's `mg` hit echoes by the stored item's own binary-key bit; we go by the request.)
+fn echo_key_opaque(out: &mut Vec<u8>, flag: u8, token: &[u8], key: &[u8], flags: &MetaFlags<'_>) {
     match flag {
         b'k' => {
             line(out, b" k");
-            line(out, raw_key);
             if flags.base64_key() {
+                protocol::meta::encode_key(key, out);
                 line(out, b" b");
+            } else {
+                line(out, key);
             }
         }
         b'O' => {
@@ -559,6 +594,20 @@ fn meta_get(
     let Some(key) = meta_key(raw_key, flags.base64_key(), &mut kb, out) else {
         return;
     };
+    if flags.opaque_too_long {
+        // memcached finds out while writing the reply: the fetch, an `N` vivify and a `T`
+        // touch that came before the `O` are done, nothing is counted, the reply is the error.
+        let pos = |c: u8| flags.iter().position(|(f, _)| f == c);
+        let touch_first = pos(b'T') < pos(b'O');
+        let opts = GetOptions {
+            touch: flags.ttl.filter(|_| touch_first),
+            no_bump: flags.has(b'u'),
+            vivify: flags.vivify,
+            recache: None,
+        };
+        sh.engine.get(key, &opts, |_| ());
+        return opaque_too_long(out);
+    }
     let opts = GetOptions {
         touch: flags.ttl,
         no_bump: flags.has(b'u'),
@@ -598,7 +647,7 @@ fn meta_get(
                     push_num(out, it.value_len() as u64);
                 }
                 b't' => push_ttl(out, it.ttl()),
-                b'k' | b'O' => echo_key_opaque(out, flag, token, raw_key, flags),
+                b'k' | b'O' => echo_key_opaque(out, flag, token, key, flags),
                 _ => {}
             }
         }
@@ -636,7 +685,7 @@ fn meta_get(
             if !flags.quiet() {
                 line(out, b"EN");
                 for (flag, token) in flags.iter() {
-                    echo_key_opaque(out, flag, token, raw_key, flags);
+                    echo_key_opaque(out, flag, token, key, flags);
                 }
                 line(out, CRLF);
             }
@@ -660,7 +709,7 @@ fn push_ttl(out: &mut Vec<u8>, ttl: i64) {
 fn meta_status(
     out: &mut Vec<u8>,
     code: &[u8],
-    raw_key: &[u8],
+    key: &[u8],
     flags: &MetaFlags<'_>,
     cas: Option<u64>,
 ) {
@@ -676,10 +725,15 @@ fn meta_status(
                     push_num(out, c);
                 }
             }
-            b'k' | b'O' => echo_key_opaque(out, flag, token, raw_key, flags),
+            b'k' | b'O' => echo_key_opaque(out, flag, token, key, flags),
             _ => {}
         }
     }
+    line(out, CRLF);
+}
+
+fn opaque_too_long(out: &mut Vec<u8>) {
+    line(out, protocol::ErrorKind::OpaqueTooLong.reply().as_bytes());
     line(out, CRLF);
 }
 
@@ -721,11 +775,7 @@ fn meta_set(
     )
     .with_cas(cas_compare)
     .with_invalidate(flags.has(b'I'))
-    .with_vivify(if matches!(mode, MetaMode::Append | MetaMode::Prepend) {
-        flags.vivify
-    } else {
-        None
-    })
+    // memcached 1.6.18's ms ignores `N` (newer ones vivify an append/prepend miss with it).
     .with_explicit_cas(flags.new_cas);
     let r = sh.engine.store(&req);
     count_store(ts, r.status, store_mode == StoreMode::Cas);
@@ -743,7 +793,7 @@ fn meta_set(
             return line(out, NO_MEMORY);
         }
     };
-    meta_status(out, code, raw_key, flags, Some(r.cas));
+    meta_status(out, code, key, flags, Some(r.cas));
 }
 
 fn meta_delete(
@@ -781,7 +831,7 @@ fn meta_delete(
         }
         DeleteOutcome::Exists => b"EX",
     };
-    meta_status(out, code, raw_key, flags, None);
+    meta_status(out, code, key, flags, None);
 }
 
 /// `md <key> x`: keep the item (flags, TTL) but empty its value (newer memcached).
@@ -837,13 +887,17 @@ fn meta_arith(
     } else {
         (&ts.decr_hits, &ts.decr_misses)
     };
-    match sh.engine.arith(&req) {
+    let outcome = sh.engine.arith(&req);
+    match outcome {
         ArithOutcome::Ok {
             value, cas, ttl, ..
         } => {
             ThreadStats::incr(hits);
             let mut digits = Vec::with_capacity(20);
             push_num(&mut digits, value);
+            if flags.opaque_too_long {
+                return opaque_too_long(out);
+            }
             let want_value = flags.has(b'v');
             if !want_value && flags.quiet() {
                 return;
@@ -861,7 +915,7 @@ fn meta_arith(
                         line(out, b" c");
                         push_num(out, cas);
                     }
-                    b'k' | b'O' => echo_key_opaque(out, flag, token, raw_key, flags),
+                    b'k' | b'O' => echo_key_opaque(out, flag, token, key, flags),
                     _ => {}
                 }
             }
@@ -871,11 +925,17 @@ fn meta_arith(
                 line(out, CRLF);
             }
         }
+        ArithOutcome::NotFound | ArithOutcome::Exists if flags.opaque_too_long => {
+            if matches!(outcome, ArithOutcome::NotFound) {
+                ThreadStats::incr(misses);
+            }
+            opaque_too_long(out)
+        }
         ArithOutcome::NotFound => {
             ThreadStats::incr(misses);
-            meta_status(out, b"NF", raw_key, flags, None);
+            meta_status(out, b"NF", key, flags, None);
         }
-        ArithOutcome::Exists => meta_status(out, b"EX", raw_key, flags, None),
+        ArithOutcome::Exists => meta_status(out, b"EX", key, flags, None),
         ArithOutcome::NonNumeric => line(out, NON_NUMERIC),
         ArithOutcome::OutOfMemory => line(out, arith_oom_reply(sh, key, req.vivify.is_some())),
     }

@@ -19,6 +19,7 @@
 //! incremental resizing and a segmented LRU, with no sockets and no knowledge of the wire
 //! protocol; it is testable alone with an injected clock.
 
+mod admin;
 pub mod config;
 mod conn;
 mod dump;
@@ -30,6 +31,7 @@ pub mod stats;
 mod stats_reply;
 pub mod storage;
 mod udp;
+mod verbose;
 
 /// The version we report (`version`, `stats`): the memcached release whose behaviour we
 /// follow, so clients that gate features on it work, then our own name.

@@ -28,6 +28,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let pidfile = settings.pidfile.clone();
     // Install the handlers before announcing the address, so a SIGTERM sent as soon as a

@@ -124,6 +124,8 @@ pub struct Shared {
     pub metrics_on: AtomicBool,
     /// The bound `--metrics-listen` address.
     pub metrics_addr: Option<SocketAddr>,
+    /// `stats detail`, `lru temp_ttl` state.
+    pub admin: crate::admin::AdminState,
     next_conn_id: AtomicU64,
 }
 
@@ -155,6 +157,7 @@ impl Shared {
     /// every worker's counters, per-class command counters, `itemstats`). Done with
     /// baselines, so the raw counters the Prometheus exporter reads stay monotonic.
     pub fn reset_stats(&self) {
+        self.admin.prefix.clear();
         self.stats.reset(self.global_counts());
         self.engine.reset_stats();
     }
@@ -259,6 +262,7 @@ impl Server {
         let engine = Engine::new(settings.engine_config(), clock)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let started_unix = engine.clock().process_started();
+        engine.set_lru_segmented(settings.lru_segmented);
         let shared = Arc::new(Shared {
             engine,
             limits: settings.limits(),
@@ -279,6 +283,11 @@ impl Server {
             latency: LatencyRegistry::default(),
             metrics_on: AtomicBool::new(false),
             metrics_addr,
+            admin: crate::admin::AdminState::new(
+                settings.prefix_delimiter,
+                settings.temp_lru,
+                settings.temporary_ttl,
+            ),
             next_conn_id: AtomicU64::new(1),
             settings,
         });

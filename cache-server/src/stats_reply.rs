@@ -44,13 +44,20 @@ pub fn stats(sh: &Shared, args: &[u8], out: &mut Vec<u8>) {
             stat(out, "sizes_status", "disabled");
         }
         b"conns" => conns(sh, out),
+        b"cachedump" => {
+            let rest = &args[sub.as_ptr() as usize - args.as_ptr() as usize + sub.len()..];
+            crate::admin::cachedump(sh, rest, out);
+        }
         b"reset" => {
             sh.reset_stats();
             out.extend_from_slice(b"RESET\r\n");
         }
         b"detail" => match words.next() {
-            Some(b"on" | b"off") => out.extend_from_slice(b"OK\r\n"),
-            Some(b"dump") => out.extend_from_slice(b"END\r\n"),
+            Some(w @ (b"on" | b"off")) => {
+                sh.admin.prefix.set_enabled(w == b"on");
+                out.extend_from_slice(b"OK\r\n");
+            }
+            Some(b"dump") => sh.admin.prefix.dump(out),
             _ => {
                 out.extend_from_slice(protocol::ErrorKind::StatsDetailUsage.reply().as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -193,8 +200,12 @@ fn settings(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "chunk_size", s.min_space);
     stat(out, "num_threads", s.threads);
     stat(out, "num_threads_per_udp", s.threads);
-    stat(out, "stat_key_prefix", ":");
-    stat(out, "detail_enabled", "no");
+    stat(
+        out,
+        "stat_key_prefix",
+        char::from(sh.admin.prefix.delimiter()),
+    );
+    stat(out, "detail_enabled", yes_no(sh.admin.prefix.enabled()));
     stat(out, "reqs_per_event", s.reqs_per_event);
     stat(out, "cas_enabled", yes_no(!s.no_cas));
     stat(out, "tcp_backlog", s.backlog);
@@ -202,7 +213,7 @@ fn settings(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "auth_enabled_sasl", "no");
     stat(out, "auth_enabled_ascii", "no");
     stat(out, "item_size_max", s.max_item_size);
-    stat(out, "maxconns_fast", "yes");
+    stat(out, "maxconns_fast", yes_no(s.maxconns_fast));
     stat(out, "hashpower_init", s.hashpower);
     stat(out, "slab_reassign", yes_no(e.slab_reassign));
     stat(out, "slab_automove", sh.engine.stats().slab_automove);
@@ -233,14 +244,32 @@ fn settings(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "dump_enabled", yes_no(s.dump_enabled));
     stat(out, "hash_algorithm", "ahash");
     stat(out, "lru_maintainer_thread", yes_no(s.lru_maintainer));
-    stat(out, "lru_segmented", "yes");
-    stat(out, "hot_lru_pct", s.hot_lru_pct);
-    stat(out, "warm_lru_pct", s.warm_lru_pct);
-    stat(out, "hot_max_factor", format!("{:.2}", s.hot_max_factor));
-    stat(out, "warm_max_factor", format!("{:.2}", s.warm_max_factor));
-    stat(out, "temp_lru", "no");
-    stat(out, "temporary_ttl", 61);
+    let lru = sh.engine.lru_params();
+    stat(out, "lru_segmented", yes_no(lru.segmented));
+    stat(out, "hot_lru_pct", lru.hot_lru_pct);
+    stat(out, "warm_lru_pct", lru.warm_lru_pct);
+    stat(out, "hot_max_factor", format!("{:.2}", lru.hot_max_factor));
+    stat(
+        out,
+        "warm_max_factor",
+        format!("{:.2}", lru.warm_max_factor),
+    );
+    stat(
+        out,
+        "temp_lru",
+        yes_no(sh.admin.temp_lru.load(Ordering::Relaxed)),
+    );
+    stat(
+        out,
+        "temporary_ttl",
+        sh.admin.temporary_ttl.load(Ordering::Relaxed),
+    );
     stat(out, "idle_timeout", s.idle_timeout);
+    // memcached's log buffer sizes (defaults; we keep no such buffers) and its read
+    // buffer memory limit (0: none).
+    stat(out, "watcher_logbuf_size", 262144);
+    stat(out, "worker_logbuf_size", 65536);
+    stat(out, "read_buf_mem_limit", 0);
     stat(
         out,
         "track_sizes",

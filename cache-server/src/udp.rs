@@ -90,9 +90,8 @@ fn answer(mut payload: &[u8], sh: &Shared, ts: &ThreadStats, out: &mut Vec<u8>) 
             // A request cut off by the end of the datagram cannot be completed.
             Ok(None) => return,
             Err(e) => {
-                if let Some(reply) = e.reply_line() {
-                    out.extend_from_slice(reply.as_bytes());
-                }
+                let line = &payload[..e.consumed.min(payload.len())];
+                crate::exec::parse_error_reply(&e, line, sh, ts, out);
                 if e.close {
                     return;
                 }

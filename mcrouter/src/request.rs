@@ -274,7 +274,8 @@ impl Req {
             Request::Shutdown { .. }
             | Request::CacheMemlimit { .. }
             | Request::Slabs(_)
-            | Request::LruCrawler(_) => return Classified::Local(LocalCmd::Unsupported),
+            | Request::LruCrawler(_)
+            | Request::Lru { .. } => return Classified::Local(LocalCmd::Unsupported),
         };
         let noreply = parsed.noreply();
         let meta_flags = match *parsed {

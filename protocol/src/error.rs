@@ -42,6 +42,15 @@ pub enum ErrorKind {
     InvalidSetMode,
     #[error("CLIENT_ERROR invalid mode for ma M token")]
     InvalidArithMode,
+    /// A meta `M` token that is not exactly one character.
+    #[error("CLIENT_ERROR incorrect length for M token")]
+    BadModeLength,
+    /// A meta `D` token that is not a number (mg/ms; md/ma answer InvalidOrDuplicateFlag).
+    #[error("CLIENT_ERROR invalid numeric delta value")]
+    InvalidDeltaValue,
+    /// A meta `J` token that is not a number (mg/ms; md/ma answer InvalidOrDuplicateFlag).
+    #[error("CLIENT_ERROR invalid numeric initial value")]
+    InvalidInitialValue,
     #[error("CLIENT_ERROR usage: stats detail on|off|dump")]
     StatsDetailUsage,
     /// A request line ending in `HTTP/x.y`: memcached closes the connection without a reply.
@@ -73,6 +82,9 @@ impl ErrorKind {
             ErrorKind::KeyDecode => "CLIENT_ERROR error decoding key",
             ErrorKind::InvalidSetMode => "CLIENT_ERROR invalid mode for ms M token",
             ErrorKind::InvalidArithMode => "CLIENT_ERROR invalid mode for ma M token",
+            ErrorKind::BadModeLength => "CLIENT_ERROR incorrect length for M token",
+            ErrorKind::InvalidDeltaValue => "CLIENT_ERROR invalid numeric delta value",
+            ErrorKind::InvalidInitialValue => "CLIENT_ERROR invalid numeric initial value",
             ErrorKind::StatsDetailUsage => "CLIENT_ERROR usage: stats detail on|off|dump",
             ErrorKind::Http => "",
         }

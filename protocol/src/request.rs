@@ -12,6 +12,7 @@
 //! flush_all [delay] [noreply]  version  verbosity <n> [noreply]  quit  shutdown [graceful]
 //! cache_memlimit <MB> [noreply]  stats [args]  slabs reassign <src> <dst>  slabs automove <n>
 //! lru_crawler <enable|disable|crawl <ids>|sleep <us>|tocrawl <n>|metadump <ids>|mgdump <ids>>
+//! lru <tune <hot%> <warm%> <hot factor> <warm factor>|mode <flat|segmented>|temp_ttl <ttl>> [noreply]
 //! mg <key> <flags>*   ms <key> <datalen> <flags>*   md <key> <flags>*   ma <key> <flags>*
 //! me <key> [b]   mn
 //! lease-get <key>     lease-set <key> <token> <flags> <exptime> <bytes> [noreply]
@@ -195,6 +196,11 @@ pub enum Request<'a> {
     },
     Slabs(SlabsCommand),
     LruCrawler(LruCrawlerCommand<'a>),
+    /// `lru <tune|mode|temp_ttl> ...`: `args` is the rest of the line (at least one word);
+    /// the server checks the arguments (memcached answers `ERROR` for most mistakes).
+    Lru {
+        args: &'a [u8],
+    },
     /// `mg`: `key` as sent (base64 when `flags.base64_key()`).
     MetaGet {
         key: &'a [u8],
@@ -252,6 +258,22 @@ impl<'a> Request<'a> {
             | Request::LeaseSet { key, .. } => Some(key),
             _ => None,
         }
+    }
+
+    /// The same request with `noreply` cleared (for tracing what the reply would have been).
+    pub fn with_reply(mut self) -> Self {
+        match &mut self {
+            Request::Storage { noreply, .. }
+            | Request::Delete { noreply, .. }
+            | Request::Arith { noreply, .. }
+            | Request::Touch { noreply, .. }
+            | Request::FlushAll { noreply, .. }
+            | Request::Verbosity { noreply, .. }
+            | Request::CacheMemlimit { noreply, .. }
+            | Request::LeaseSet { noreply, .. } => *noreply = false,
+            _ => {}
+        }
+        self
     }
 
     /// Whether the client asked for no reply (`noreply`; meta `q` is per-reply, not here).
@@ -396,6 +418,10 @@ impl<'a> Request<'a> {
             Request::Slabs(SlabsCommand::Automove(n)) => {
                 out.extend_from_slice(b"slabs automove");
                 sp_u(out, n);
+            }
+            Request::Lru { args } => {
+                out.extend_from_slice(b"lru");
+                sp(out, args);
             }
             Request::LruCrawler(c) => {
                 out.extend_from_slice(b"lru_crawler ");
@@ -803,6 +829,14 @@ pub fn parse_request<'a>(
             }
             _ => return Err(err(ErrorKind::Error)),
         },
+        b"lru" => {
+            if nargs < 1 {
+                return Err(err(ErrorKind::Error));
+            }
+            Request::Lru {
+                args: trim_end(rest_from(line, 1)),
+            }
+        }
         b"lru_crawler" => {
             let num = || parse_u64(a(1)).ok_or_else(|| err(ErrorKind::BadCommandLineFormat));
             let c = match (nargs, a(0)) {
@@ -843,16 +877,12 @@ pub fn parse_request<'a>(
                 _ => MetaCommand::Arithmetic,
             };
             let key = a(0);
-            // memcached 1.6.18 words md/ma flag errors differently from mg's.
-            let map = |k: ErrorKind| match (mcmd, k) {
-                (MetaCommand::Get, k) => k,
-                (_, ErrorKind::TooManyTokens) => ErrorKind::TooManyFlags,
-                (_, ErrorKind::InvalidArithMode | ErrorKind::BadCommandLineFormat) => k,
-                _ => ErrorKind::InvalidOrDuplicateFlag,
-            };
-            let flags =
-                MetaFlags::parse(mcmd, rest_from(line, 2), 2, limits).map_err(|k| err(map(k)))?;
-            meta_key_check(key, &flags, limits).map_err(|k| err(map(k)))?;
+            // memcached checks the key length before anything else.
+            if key.len() > limits.max_key_len {
+                return Err(err(ErrorKind::BadCommandLineFormat));
+            }
+            let flags = MetaFlags::parse(mcmd, key, rest_from(line, 2), 2, limits).map_err(err)?;
+            meta_key_check(key, &flags, limits).map_err(err)?;
             match mcmd {
                 MetaCommand::Get => Request::MetaGet { key, flags },
                 MetaCommand::Delete => Request::MetaDelete { key, flags },
@@ -860,26 +890,25 @@ pub fn parse_request<'a>(
             }
         }
         b"ms" => {
-            if nargs < 2 {
-                return Err(err(ErrorKind::BadCommandLineFormat));
+            if nargs < 1 {
+                return Err(err(ErrorKind::Error));
             }
             let key = a(0);
-            if key.len() > limits.max_key_len {
+            if key.len() > limits.max_key_len || nargs < 2 {
                 return Err(err(ErrorKind::BadCommandLineFormat));
+            }
+            // memcached counts the tokens before it reads the data length.
+            if 3 + crate::tokens(rest_from(line, 3)).count() > limits.max_meta_tokens {
+                return Err(err(ErrorKind::TooManyFlags));
             }
             let vlen = parse_i32(a(1))
                 .filter(|v| *v >= 0)
                 .ok_or_else(|| err(ErrorKind::BadCommandLineFormat))?
                 as usize;
+            // Every later error swallows the data block, as memcached does.
             let swallow = vlen + 2;
-            let flags =
-                MetaFlags::parse(MetaCommand::Set, rest_from(line, 3), 3, limits).map_err(|k| {
-                    match k {
-                        // memcached rejects this before it knows to swallow the data.
-                        ErrorKind::TooManyTokens => err(ErrorKind::TooManyFlags),
-                        k => err(k).swallowing(swallow),
-                    }
-                })?;
+            let flags = MetaFlags::parse(MetaCommand::Set, key, rest_from(line, 3), 3, limits)
+                .map_err(|k| err(k).swallowing(swallow))?;
             meta_key_check(key, &flags, limits).map_err(|k| err(k).swallowing(swallow))?;
             // Meta errors are never suppressed by `q`.
             let Some((data, consumed)) = data_block(buf, line_len, vlen, false, limits)? else {
@@ -905,15 +934,10 @@ fn trim_end(s: &[u8]) -> &[u8] {
     &s[..e]
 }
 
+/// The key checks left after the flags: a base64 key was decoded by the flag scan (memcached
+/// takes any bytes once decoded); a plain one must pass the strict-keys rule if enabled.
 fn meta_key_check(key: &[u8], flags: &MetaFlags, limits: &Limits) -> Result<(), ErrorKind> {
-    if key.len() > limits.max_key_len {
-        return Err(ErrorKind::BadCommandLineFormat);
-    }
-    if flags.base64_key() {
-        let mut tmp = [0u8; 256];
-        meta::decode_key(key, &mut tmp)?;
-        Ok(())
-    } else if valid_key(key, limits) {
+    if flags.base64_key() || valid_key(key, limits) {
         Ok(())
     } else {
         Err(ErrorKind::BadCommandLineFormat)

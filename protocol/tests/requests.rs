@@ -605,6 +605,17 @@ fn meta_commands() {
         r => panic!("{r:?}"),
     }
     assert!(matches!(ok(b"mg k\r\n"), Request::MetaGet { .. }));
+    // Flags that mean nothing for the command are ignored (memcached 1.6.18).
+    assert!(matches!(
+        ok(b"md k v f t c\r\n"),
+        Request::MetaDelete { .. }
+    ));
+    assert!(matches!(ok(b"mg k vx C1\r\n"), Request::MetaGet { .. }));
+    // mg/ma notice a long opaque only while answering (after the fetch or the increment).
+    match ok(b"mg k Oabcdefghijabcdefghijabcdefghijab\r\n") {
+        Request::MetaGet { flags, .. } => assert!(flags.opaque_too_long),
+        r => panic!("{r:?}"),
+    }
 
     let key251 = "a".repeat(251);
     let flags17 = "b c f h k l q s t u v O1 T1 N1 R1 E1 x".to_string();
@@ -613,12 +624,15 @@ fn meta_commands() {
         (b"mg\r\n".to_vec(), ErrorKind::Error, 4, 0),
         (b"mg k v v\r\n".to_vec(), ErrorKind::DuplicateFlag, 10, 0),
         (b"mg k zz\r\n".to_vec(), ErrorKind::InvalidFlag, 9, 0),
+        // md and ms refuse a long opaque up front (mg and ma after the work: see below).
         (
-            b"mg k Oabcdefghijabcdefghijabcdefghijabc\r\n".to_vec(),
+            b"md k Oabcdefghijabcdefghijabcdefghijab\r\n".to_vec(),
             ErrorKind::OpaqueTooLong,
-            41,
+            40,
             0,
         ),
+        (b"mg k S1\r\n".to_vec(), ErrorKind::InvalidFlag, 9, 0),
+        (b"mg k Dx\r\n".to_vec(), ErrorKind::InvalidDeltaValue, 9, 0),
         (b"mg k Tabc v\r\n".to_vec(), ErrorKind::BadToken, 13, 0),
         (b"mg !!! b v\r\n".to_vec(), ErrorKind::KeyDecode, 12, 0),
         (
@@ -630,7 +644,7 @@ fn meta_commands() {
         // 1.6.18 accepts 19 tokens; the 20th is "too long", checked before flag validity.
         (
             format!("mg k {flags17}\r\n").into_bytes(),
-            ErrorKind::InvalidFlag,
+            ErrorKind::KeyDecode,
             0,
             0,
         ),
@@ -727,11 +741,31 @@ fn meta_commands() {
             2_000_002,
         ),
         (b"ma k MZ\r\n".to_vec(), ErrorKind::InvalidArithMode, 9, 0),
+        (b"ma k Mi\r\n".to_vec(), ErrorKind::InvalidArithMode, 9, 0),
         (
-            b"md k v\r\n".to_vec(),
+            b"md k zz\r\n".to_vec(),
             ErrorKind::InvalidOrDuplicateFlag,
-            8,
+            9,
             0,
+        ),
+        (b"ms\r\n".to_vec(), ErrorKind::Error, 4, 0),
+        (
+            b"ms k 2 S2\r\nhi\r\n".to_vec(),
+            ErrorKind::InvalidFlag,
+            11,
+            4,
+        ),
+        (
+            b"ms k 2 Ma\r\nhi\r\n".to_vec(),
+            ErrorKind::InvalidSetMode,
+            11,
+            4,
+        ),
+        (
+            b"ms k 2 M\r\nhi\r\n".to_vec(),
+            ErrorKind::BadModeLength,
+            10,
+            4,
         ),
     ];
     for (input, kind, consumed, swallow) in &errs {

@@ -45,12 +45,17 @@ pub struct OurServer {
 impl OurServer {
     /// Start `name` with `args` and wait (up to 20 s) for `listening on ADDR`.
     pub fn start(name: &str, args: &[&str]) -> Result<Self> {
+        Self::start_with_stderr(name, args, Stdio::inherit())
+    }
+
+    /// [`OurServer::start`] with stderr sent to `stderr` (a file, say).
+    pub fn start_with_stderr(name: &str, args: &[&str], stderr: Stdio) -> Result<Self> {
         let path = bin_path(name)?;
         let mut child = Command::new(&path)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("spawn {}", path.display()))?;
         let stdout = child.stdout.take().expect("piped");

@@ -89,11 +89,16 @@ pub struct Daemon {
 impl Daemon {
     /// Spawns `program args...` with stdin closed and stdout/stderr discarded.
     pub fn spawn(program: &Path, args: &[String]) -> Result<Self> {
+        Self::spawn_with_stderr(program, args, Stdio::null())
+    }
+
+    /// [`Daemon::spawn`] with stderr sent to `stderr`.
+    pub fn spawn_with_stderr(program: &Path, args: &[String], stderr: Stdio) -> Result<Self> {
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("spawn {} {}", program.display(), args.join(" ")))?;
         Ok(Daemon {

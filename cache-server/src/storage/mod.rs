@@ -657,8 +657,69 @@ pub(crate) struct Ctx {
     pub(crate) automove: AtomicU8,
     pub(crate) reassign_running: AtomicBool,
     pub(crate) slabs_moved: AtomicU64,
+    /// The segmented-LRU parameters, changeable at run time (`lru tune`, `lru mode`).
+    pub(crate) lru: LruTuning,
     pub(crate) hasher: ahash::RandomState,
     pub(crate) shards: Box<[ShardCell]>,
+}
+
+/// The LRU parameters `lru tune` and `lru mode` change while the engine runs. Read with
+/// relaxed loads on the LRU paths (a change takes effect at the next juggle).
+pub(crate) struct LruTuning {
+    hot_pct: AtomicU8,
+    warm_pct: AtomicU8,
+    /// `f64` bits.
+    hot_factor: AtomicU64,
+    warm_factor: AtomicU64,
+    segmented: AtomicBool,
+}
+
+impl LruTuning {
+    fn new(cfg: &EngineConfig) -> Self {
+        LruTuning {
+            hot_pct: AtomicU8::new(cfg.hot_lru_pct),
+            warm_pct: AtomicU8::new(cfg.warm_lru_pct),
+            hot_factor: AtomicU64::new(cfg.hot_max_factor.to_bits()),
+            warm_factor: AtomicU64::new(cfg.warm_max_factor.to_bits()),
+            segmented: AtomicBool::new(true),
+        }
+    }
+
+    pub(crate) fn hot_pct(&self) -> u8 {
+        self.hot_pct.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn warm_pct(&self) -> u8 {
+        self.warm_pct.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn hot_factor(&self) -> f64 {
+        f64::from_bits(self.hot_factor.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn warm_factor(&self) -> f64 {
+        f64::from_bits(self.warm_factor.load(Ordering::Relaxed))
+    }
+
+    /// HOT/WARM/COLD (true) or memcached's "flat" mode (false: new items enter COLD).
+    pub(crate) fn segmented(&self) -> bool {
+        self.segmented.load(Ordering::Relaxed)
+    }
+}
+
+/// The current segmented-LRU parameters ([`Engine::lru_params`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LruParams {
+    /// HOT share of a class's bytes, percent.
+    pub hot_lru_pct: u8,
+    /// WARM share of a class's bytes, percent.
+    pub warm_lru_pct: u8,
+    /// HOT items older than the COLD tail's age times this move to COLD.
+    pub hot_max_factor: f64,
+    /// WARM items older than the COLD tail's age times this move to COLD.
+    pub warm_max_factor: f64,
+    /// Segmented (HOT/WARM/COLD) or flat (COLD only for new items).
+    pub segmented: bool,
 }
 
 /// A shard lock on its own cache lines (no false sharing between shards).
@@ -779,6 +840,7 @@ impl Engine {
             .collect::<Vec<_>>()
             .into_boxed_slice();
         let automove = AtomicU8::new(cfg.slab_automove);
+        let lru = LruTuning::new(&cfg);
         let leases = LeaseTable::new(cfg.memory_limit);
         Ok(Engine {
             leases,
@@ -795,6 +857,7 @@ impl Engine {
                 automove,
                 reassign_running: AtomicBool::new(false),
                 slabs_moved: AtomicU64::new(0),
+                lru,
                 hasher: ahash::RandomState::with_seeds(
                     0x243f_6a88_85a3_08d3,
                     0x1319_8a2e_0370_7344,
@@ -1021,6 +1084,55 @@ impl Engine {
     /// `slabs automove 0|1|2`. Values above 2 are clamped to 2.
     pub fn set_automove(&self, mode: u8) {
         self.ctx.automove.store(mode.min(2), Ordering::SeqCst);
+    }
+
+    /// The segmented-LRU parameters in force.
+    pub fn lru_params(&self) -> LruParams {
+        let l = &self.ctx.lru;
+        LruParams {
+            hot_lru_pct: l.hot_pct(),
+            warm_lru_pct: l.warm_pct(),
+            hot_max_factor: l.hot_factor(),
+            warm_max_factor: l.warm_factor(),
+            segmented: l.segmented(),
+        }
+    }
+
+    /// `lru tune`: new HOT/WARM size shares (percent) and age factors, used from the
+    /// next juggle on. The caller checks them (memcached: `hot + warm <= 80`, factors > 0).
+    pub fn set_lru_tune(&self, hot_pct: u8, warm_pct: u8, hot_factor: f64, warm_factor: f64) {
+        let l = &self.ctx.lru;
+        l.hot_pct.store(hot_pct, Ordering::Relaxed);
+        l.warm_pct.store(warm_pct, Ordering::Relaxed);
+        l.hot_factor.store(hot_factor.to_bits(), Ordering::Relaxed);
+        l.warm_factor
+            .store(warm_factor.to_bits(), Ordering::Relaxed);
+    }
+
+    /// `lru mode segmented|flat`: in flat mode new items enter COLD (memcached's
+    /// compat mode) and fetches only refresh an item's place there; items already in
+    /// HOT/WARM drain to COLD as usual.
+    pub fn set_lru_segmented(&self, segmented: bool) {
+        self.ctx.lru.segmented.store(segmented, Ordering::Relaxed);
+    }
+
+    /// `stats cachedump <class> <limit>`: the items of memcached class `class_id`'s COLD
+    /// LRU (what memcached 1.6 walks), shard by shard from the head (most recently
+    /// moved in) towards the tail, expired ones included as in memcached. `f` gets the
+    /// key, the value length and the absolute expiration time (Unix seconds, 0 = never)
+    /// and returns whether to go on. Each shard is locked while it is walked.
+    pub fn cachedump(&self, class_id: usize, mut f: impl FnMut(&[u8], usize, i64) -> bool) {
+        let Some(cls) = class_id.checked_sub(1) else {
+            return;
+        };
+        if cls >= self.ctx.classes.len() {
+            return;
+        }
+        for cell in self.ctx.shards.iter() {
+            if !cell.lock().cold_walk(&self.ctx, cls, &mut f) {
+                return;
+            }
+        }
     }
 
     /// `slabs reassign <src> <dst>`: moves one page from class `src` (memcached

@@ -371,7 +371,8 @@ impl Shard {
         // Juggle before linking so the new item itself is never touched
         // (callers keep using its id).
         self.juggle_once(ctx, cls);
-        self.lru_link(ctx, id, cls, HOT);
+        let lru = if ctx.lru.segmented() { HOT } else { COLD };
+        self.lru_link(ctx, id, cls, lru);
         let nt = self.ntotal(ctx, id);
         self.g.curr_items += 1;
         self.g.total_items += 1;
@@ -604,9 +605,9 @@ impl Shard {
                 let (limit, max_age) = match mode {
                     Pull::Juggle { total, max_age } => {
                         let pct = if lru == HOT {
-                            ctx.cfg.hot_lru_pct
+                            ctx.lru.hot_pct()
                         } else {
-                            ctx.cfg.warm_lru_pct
+                            ctx.lru.warm_pct()
                         };
                         (total * u64::from(pct) / 100, max_age)
                     }
@@ -674,8 +675,8 @@ impl Shard {
         } else {
             0
         };
-        let hot_age = (f64::from(cold_age) * ctx.cfg.hot_max_factor) as u32;
-        let warm_age = (f64::from(cold_age) * ctx.cfg.warm_max_factor) as u32;
+        let hot_age = (f64::from(cold_age) * ctx.lru.hot_factor()) as u32;
+        let warm_age = (f64::from(cold_age) * ctx.lru.warm_factor()) as u32;
         (total, hot_age, warm_age)
     }
 
@@ -740,6 +741,17 @@ impl Shard {
     /// Marks a fetched item (memcached's segmented `do_item_bump`).
     fn bump(&mut self, ctx: &Ctx, id: u32, now: u32) {
         let f = self.hdr(ctx, id).flags();
+        if !ctx.lru.segmented() {
+            // Flat mode (memcached's `do_item_update`): mark fetched, and refresh the
+            // item's time and place at most once per interval.
+            self.hdr_mut(ctx, id).or_flags(F_FETCHED);
+            if self.hdr(ctx, id).time() < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
+                self.hdr_mut(ctx, id).set_time(now);
+                let cls = self.arena.class_of(id);
+                self.lru_move(ctx, id, cls, f & LRU_MASK);
+            }
+            return;
+        }
         if f & F_ACTIVE != 0 {
             return;
         }
@@ -1312,6 +1324,30 @@ impl Shard {
     }
 
     // ------------------------------------------------------------ dump
+
+    /// Walks the COLD LRU of `cls` from its head (`stats cachedump`); see
+    /// [`super::Engine::cachedump`]. Returns `false` once `f` asked to stop.
+    pub(crate) fn cold_walk(
+        &self,
+        ctx: &Ctx,
+        cls: usize,
+        f: &mut impl FnMut(&[u8], usize, i64) -> bool,
+    ) -> bool {
+        let started = ctx.clock.process_started();
+        let mut id = self.classes[cls].lru[COLD as usize].head;
+        while id != NIL {
+            let h = self.hdr(ctx, id);
+            let exptime = match h.exptime() {
+                0 => 0,
+                e => started + i64::from(e),
+            };
+            if !f(h.key(), h.value_len(), exptime) {
+                return false;
+            }
+            id = h.next();
+        }
+        true
+    }
 
     /// Calls `f` for every live item of the selected classes (bit = class id)
     /// whose order key is in `lo..hi` (see `dump.rs`). Reads only: expired and

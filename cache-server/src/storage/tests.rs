@@ -1926,3 +1926,48 @@ fn many_classes_fit_in_a_small_budget() {
         assert_eq!(e.stats().evictions, 0);
     }
 }
+
+#[test]
+fn cachedump_walks_cold_from_head_with_absolute_exptime() {
+    let (e, clock) = default_engine();
+    e.set_lru_segmented(false); // flat: new items enter COLD
+    set(&e, "a", b"1");
+    set_full(&e, "b", b"22", 0, 100);
+    let mut seen = Vec::new();
+    e.cachedump(1, |k, n, exp| {
+        seen.push((k.to_vec(), n, exp));
+        true
+    });
+    let started = clock.process_started();
+    let now = i64::from(clock.now());
+    assert_eq!(
+        seen,
+        vec![
+            (b"b".to_vec(), 2, started + now + 100),
+            (b"a".to_vec(), 1, 0)
+        ]
+    );
+    // Stopping early, and classes out of range.
+    let mut n = 0;
+    e.cachedump(1, |_, _, _| {
+        n += 1;
+        false
+    });
+    assert_eq!(n, 1);
+    e.cachedump(0, |_, _, _| panic!("class 0"));
+    e.cachedump(200, |_, _, _| panic!("class 200"));
+    // Segmented (the default): a new item starts in HOT, invisible to cachedump.
+    e.set_lru_segmented(true);
+    assert!(e.lru_params().segmented);
+}
+
+#[test]
+fn lru_tune_changes_the_parameters_in_force() {
+    let (e, _) = default_engine();
+    let p = e.lru_params();
+    assert_eq!((p.hot_lru_pct, p.warm_lru_pct), (20, 40));
+    e.set_lru_tune(10, 30, 0.5, 3.0);
+    let p = e.lru_params();
+    assert_eq!((p.hot_lru_pct, p.warm_lru_pct), (10, 30));
+    assert_eq!((p.hot_max_factor, p.warm_max_factor), (0.5, 3.0));
+}
