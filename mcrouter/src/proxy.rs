@@ -286,7 +286,10 @@ fn dispatch(
         stats
             .cmd_get
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        if n == 1 && req.key().starts_with(admin::ADMIN_PREFIX) {
+        // Admin keys are answered by the router for `get` only (mcrouter's
+        // `processGetServiceInfoRequest` takes `McGetRequest`s); `gets`/`gat` of such a
+        // key is routed like any other.
+        if n == 1 && op == Op::Get && req.key().starts_with(admin::ADMIN_PREFIX) {
             return Item::Now(Bytes::from(admin::reply(req.key(), shared)));
         }
         if n > 1 {
@@ -380,7 +383,8 @@ fn flush_all(req: Req, shared: &Arc<Shared>, ctx: &Rc<Ctx>) -> RouteFuture {
 }
 
 /// A multi-key get: one `get k1 k2 ...` per destination for keys whose route is a plain
-/// destination, one routed single-key get for each of the others; the client gets the
+/// destination, one routed single-key get for each of the others, admin keys (`get`
+/// only) answered by the router in place; the client gets the
 /// values in its own key order, or, if any part failed, that part's error line alone
 /// (mcrouter's `MultiOpParent`).
 pub fn multi_get(req: Req, root: &RouteRef, ctx: &Rc<Ctx>, shared: &Arc<Shared>) -> RouteFuture {
@@ -395,6 +399,20 @@ pub fn multi_get(req: Req, root: &RouteRef, ctx: &Rc<Ctx>, shared: &Arc<Shared>)
     let keys: Vec<&[u8]> = req.keys().collect();
     let mut single_idx: Vec<usize> = Vec::new();
     for key in &keys {
+        // mcrouter splits a multi-get into one get per key, so an admin key among them
+        // is answered in place (`get a __mcrouter__.version b`).
+        if op == Op::Get && key.starts_with(admin::ADMIN_PREFIX) {
+            let bytes = Bytes::from(admin::reply(key, shared));
+            let kind = if bytes.starts_with(b"VALUE ") {
+                ReplyKind::Hit
+            } else {
+                ReplyKind::Miss
+            };
+            single_idx.push(singles.len());
+            singles.push(ready(Reply { kind, bytes }));
+            assign.push(usize::MAX);
+            continue;
+        }
         match root.plain_destination(op, key) {
             Some(d) => {
                 let gi = match groups.iter().position(|(id, _)| *id == d.id) {

@@ -282,13 +282,45 @@ pub fn quiet_suppressed(op: Op, reply: &Reply) -> bool {
     }
 }
 
-/// A get reply (`VALUE <key> ...`* `END`) with every `VALUE` key replaced by `key`: routes
-/// that send a different key to the backend (ModifyKeyRoute, routing-prefix stripping)
-/// answer the client with the key it asked for.
-pub fn rewrite_value_key(reply: Reply, key: &[u8]) -> Reply {
-    if !reply.bytes.starts_with(b"VALUE ") {
-        return reply;
+/// The key of a request as the client sent it, for [`restore_client_key`].
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    /// As on the wire (base64 for a meta request with `b`).
+    pub wire: Vec<u8>,
+    /// The decoded key of a base64 meta request.
+    pub decoded: Option<Vec<u8>>,
+}
+
+impl ClientKey {
+    pub fn of(req: &Req) -> ClientKey {
+        ClientKey {
+            wire: req.key().to_vec(),
+            decoded: (req.routing_key() != req.key()).then(|| req.routing_key().to_vec()),
+        }
     }
+
+    /// The key as a backend echoes it: base64 (the wire form) when the reply says `b`,
+    /// else the plain key. memcached up to 1.6.18 echoes `k` decoded and without `b`,
+    /// later versions in base64 followed by `b`; either way the client sees its own key
+    /// in the form its backend would have used.
+    fn echo(&self, base64: bool) -> &[u8] {
+        match &self.decoded {
+            Some(d) if !base64 => d,
+            _ => &self.wire,
+        }
+    }
+}
+
+/// A reply with the backend's key replaced by the client's: routes that send a
+/// different key to the backend (ModifyKeyRoute, routing-prefix stripping) answer the
+/// client with the key it asked for. In a get reply (`VALUE <key> ...`* `END`) every
+/// `VALUE` key; in a meta reply the `k` flag's key (`VA 1 kKEY`, `HD kKEY`, ...) and the
+/// key of an `ME <key> ...` debug reply.
+pub fn restore_client_key(reply: Reply, client: &ClientKey) -> Reply {
+    if !reply.bytes.starts_with(b"VALUE ") {
+        return rewrite_meta_key(reply, client);
+    }
+    let key = &client.wire[..];
     let mut out = Vec::with_capacity(reply.bytes.len() + key.len());
     let mut buf = &reply.bytes[..];
     while let Ok(Some((resp, n))) = protocol::parse_response(buf) {
@@ -315,9 +347,107 @@ pub fn rewrite_value_key(reply: Reply, key: &[u8]) -> Reply {
     }
 }
 
+/// A meta reply with the key it echoes (`k` flag, `ME <key>`) replaced by `key`; any
+/// other reply unchanged.
+fn rewrite_meta_key(reply: Reply, client: &ClientKey) -> Reply {
+    let b = &reply.bytes[..];
+    let code = match b.get(..2) {
+        Some(c) if matches!(b.get(2), Some(b' ' | b'\r')) => c,
+        _ => return reply,
+    };
+    if !matches!(code, b"VA" | b"HD" | b"EN" | b"NS" | b"EX" | b"NF" | b"ME") {
+        return reply;
+    }
+    let Some(eol) = memchr::memchr(b'\n', b) else {
+        return reply;
+    };
+    let line = b[..eol].strip_suffix(b"\r").unwrap_or(&b[..eol]);
+    // Tokens after the code that are not flags: `VA <size>`, `ME <key>`.
+    let fixed = match code {
+        b"VA" => 1,
+        b"ME" => 1,
+        _ => 0,
+    };
+    let base64 = line
+        .split(|&c| c == b' ')
+        .skip(1 + fixed)
+        .any(|t| t == b"b");
+    let key = client.echo(base64);
+    let mut out = Vec::with_capacity(b.len() + key.len());
+    let mut changed = false;
+    for (i, tok) in line.split(|&c| c == b' ').enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        if code == b"ME" && i == 1 && !tok.is_empty() {
+            out.extend_from_slice(key);
+            changed = true;
+        } else if i > fixed && tok.first() == Some(&b'k') {
+            out.push(b'k');
+            out.extend_from_slice(key);
+            changed = true;
+        } else {
+            out.extend_from_slice(tok);
+        }
+    }
+    if !changed {
+        return reply;
+    }
+    out.extend_from_slice(&b[line.len()..]);
+    Reply {
+        kind: reply.kind,
+        bytes: Bytes::from(out),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Meta replies echo the client's key in their `k` flag (and `ME` in its key token),
+    /// not the key the backend saw; the value and other flags are kept.
+    #[test]
+    fn meta_replies_echo_the_clients_key() {
+        let fix = |w: &str, key: &str| {
+            let client = ClientKey {
+                wire: key.as_bytes().to_vec(),
+                decoded: None,
+            };
+            let r = restore_client_key(reply(w), &client);
+            String::from_utf8(r.bytes.to_vec()).unwrap()
+        };
+        assert_eq!(fix("VA 1 kapp:k\r\nv\r\n", "k"), "VA 1 kk\r\nv\r\n");
+        assert_eq!(
+            fix("VA 2 s2 kapp:k O7 f0\r\nkk\r\n", "k"),
+            "VA 2 s2 kk O7 f0\r\nkk\r\n"
+        );
+        assert_eq!(fix("HD kapp:k c9\r\n", "/r/c/k"), "HD k/r/c/k c9\r\n");
+        assert_eq!(fix("EN\r\n", "k"), "EN\r\n");
+        assert_eq!(fix("NF kx Oq\r\n", "k"), "NF kk Oq\r\n");
+        // Base64 ("Zm9v" = "foo"): the client's own key, base64 when the backend echoes
+        // in base64 (it says `b`), else decoded (memcached <= 1.6.18).
+        let b64 = ClientKey {
+            wire: b"Zm9v".to_vec(),
+            decoded: Some(b"foo".to_vec()),
+        };
+        let fix64 = |w: &str| {
+            let r = restore_client_key(reply(w), &b64);
+            String::from_utf8(r.bytes.to_vec()).unwrap()
+        };
+        assert_eq!(
+            fix64("VA 1 kYXBwOmZvbw== b\r\nv\r\n"),
+            "VA 1 kZm9v b\r\nv\r\n"
+        );
+        assert_eq!(fix64("VA 1 kapp:foo\r\nv\r\n"), "VA 1 kfoo\r\nv\r\n");
+        assert_eq!(fix64("HD b kYXBwOmZvbw==\r\n"), "HD b kZm9v\r\n");
+        // A VA whose size is not a k flag, and a value starting with k, are left alone.
+        assert_eq!(fix("VA 1 t-1\r\nk\r\n", "z"), "VA 1 t-1\r\nk\r\n");
+        assert_eq!(
+            fix("ME app:k exp=-1 la=1 cas=2 fetch=no cls=1 size=63\r\n", "k"),
+            "ME k exp=-1 la=1 cas=2 fetch=no cls=1 size=63\r\n"
+        );
+        assert_eq!(fix("STORED\r\n", "k"), "STORED\r\n");
+    }
 
     fn reply(wire: &str) -> Reply {
         let (resp, _) = protocol::parse_response(wire.as_bytes()).unwrap().unwrap();

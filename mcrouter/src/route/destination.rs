@@ -4,7 +4,14 @@
 //! Config: `{"type": "DestinationRoute", "server": "host:port"}` or `"DestinationRoute|host:port"`;
 //! options `"asynclog": false` (failed deletes are not spooled, see [`crate::asynclog`]),
 //! `"coalesce": false` (see [`crate::coalesce`]) and `"lease_mode": "native"|"meta"`,
-//! `"lease_ttl": N` (see [`crate::lease`]). Pools take the same options for all their servers.
+//! `"lease_ttl": N` (see [`crate::lease`]) and `"keep_routing_prefix": true`. Pools take the
+//! same options for all their servers.
+//!
+//! As mcrouter's `DestinationRoute` (`mcrouter/routes/DestinationRoute.h`, `doRoute`), a
+//! key's `/region/cluster/` routing prefix (sent by the client, or set by a
+//! `ModifyKeyRoute`'s `set_routing_prefix`) is stripped here, just before the request
+//! goes to the server, unless the pool says `keep_routing_prefix` (mcrouter's pool option
+//! of that name); replies carry the key as it reached this leaf.
 //!
 //! Leaves are where the router's per-key bookkeeping happens, because a leaf is "one key on
 //! one server": coalescing of identical reads, closing flights on writes, remembering which
@@ -22,7 +29,9 @@ use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::coalesce::Coalescer;
 use crate::config::{Builder, ConfigError};
 use crate::destination::DestShared;
+use crate::hash::{key_without_route, routing_prefix};
 use crate::lease::{self, LeaseMode};
+use crate::reply::{restore_client_key, ClientKey};
 use crate::request::{Op, Req};
 
 /// Per-leaf options (from the pool or the `DestinationRoute` node).
@@ -34,6 +43,8 @@ pub struct LeafOptions {
     /// Spool deletes that fail to the asynclog (default on, as in mcrouter; the router
     /// needs `--async-dir`).
     pub asynclog: bool,
+    /// Send keys with their routing prefix (default off: stripped, as mcrouter does).
+    pub keep_routing_prefix: bool,
 }
 
 impl Default for LeafOptions {
@@ -42,6 +53,7 @@ impl Default for LeafOptions {
             coalesce: true,
             lease_mode: LeaseMode::Native,
             asynclog: true,
+            keep_routing_prefix: false,
         }
     }
 }
@@ -61,6 +73,11 @@ impl LeafOptions {
             o.asynclog = v
                 .as_bool()
                 .ok_or_else(|| ConfigError::at(at("asynclog"), "expected true or false"))?;
+        }
+        if let Some(v) = obj.get("keep_routing_prefix") {
+            o.keep_routing_prefix = v.as_bool().ok_or_else(|| {
+                ConfigError::at(at("keep_routing_prefix"), "expected true or false")
+            })?;
         }
         if let Some(v) = obj.get("coalesce") {
             o.coalesce = v
@@ -180,6 +197,34 @@ impl Route for DestinationRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
+        if !self.opts.keep_routing_prefix
+            && req.key_count() == 1
+            && !routing_prefix(req.routing_key()).is_empty()
+        {
+            let original = ClientKey::of(&req);
+            let stripped = req.with_routing_key(key_without_route(req.routing_key()));
+            let fut = self.route_here(stripped, ctx);
+            return Box::pin(async move { restore_client_key(fut.await, &original) });
+        }
+        self.route_here(req, ctx)
+    }
+
+    fn plain_destination(&self, _op: Op, key: &[u8]) -> Option<&Arc<DestShared>> {
+        // A key to rewrite is not sent as part of a batched multi-get.
+        if !self.opts.keep_routing_prefix && !routing_prefix(key).is_empty() {
+            return None;
+        }
+        Some(&self.dest)
+    }
+
+    fn destination(&self) -> Option<&Arc<DestShared>> {
+        Some(&self.dest)
+    }
+}
+
+impl DestinationRoute {
+    /// Route `req`, its key as the server gets it.
+    fn route_here(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
         let op = req.op();
         if op == Op::LeaseSet {
             return self.lease_set(&req, ctx);
@@ -200,14 +245,6 @@ impl Route for DestinationRoute {
             return Coalescer::join_or_send(ctx, self.dest.id, &req, || self.send(&req, ctx));
         }
         self.send(&req, ctx)
-    }
-
-    fn plain_destination(&self, _op: Op, _key: &[u8]) -> Option<&Arc<DestShared>> {
-        Some(&self.dest)
-    }
-
-    fn destination(&self) -> Option<&Arc<DestShared>> {
-        Some(&self.dest)
     }
 }
 

@@ -30,14 +30,25 @@
 //! {"type": "FailoverWithExptimeRoute",
 //!  "normal": "PoolRoute|main",
 //!  "failover": "PoolRoute|gutter",            // a route or a list of routes, tried in order
-//!  "failover_exptime": 10,                    // seconds; default 10
+//!  "failover_exptime": 10,                    // seconds; default 60
 //!  "failover_errors": ["connect_error", "timeout", "tko"]}   // optional, see FailoverRoute
 //! ```
 //!
-//! `failover_exptime` defaults to [`DEFAULT_FAILOVER_EXPTIME`] = 10 s (the gutter TTL of
-//! the paper's deployment; mcrouter's own default is 60 s). It must be an integer from 0
-//! to 30 days: memcached reads a larger exptime as an absolute Unix time. 0 means "no
-//! cap": the failover routes get the exptimes as sent.
+//! `failover_exptime` defaults to [`DEFAULT_FAILOVER_EXPTIME`] = 60 s, mcrouter's
+//! default (`makeFailoverWithExptimeRoute` in
+//! `mcrouter/routes/FailoverWithExptimeRouteFactory.h`). It must be an integer from 0 to
+//! 30 days: memcached reads a larger exptime as an absolute Unix time. 0 means "no cap":
+//! the failover routes get the exptimes as sent.
+//!
+//! `failover` may be left out or empty, as in mcrouter: the route is then its normal
+//! route alone.
+//!
+//! `settings` (the old per-error-kind `FailoverWithExptimeSettings`, `{"tko": {"gets":
+//! true, ...}, "connect_timeout": ..., "data_timeout": ...}`) was removed from mcrouter
+//! in 2016: today's mcrouter builds this route as a `FailoverRoute` configured by
+//! `failover_errors` and ignores `settings`. So does this router (with a warning); write
+//! `failover_errors` per operation kind instead (`{"gets": ["tko", "connect_error"],
+//! ...}`).
 //!
 //! There is no `Type|arg` string form: the route needs two routes.
 
@@ -51,8 +62,8 @@ use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
 use crate::request::Req;
 
-/// Default `failover_exptime` in seconds (mcrouter's is 60).
-pub const DEFAULT_FAILOVER_EXPTIME: i64 = 10;
+/// Default `failover_exptime` in seconds (mcrouter's).
+pub const DEFAULT_FAILOVER_EXPTIME: i64 = 60;
 
 /// The largest `failover_exptime`: memcached reads larger exptimes as Unix times.
 pub const MAX_FAILOVER_EXPTIME: i64 = 60 * 60 * 24 * 30;
@@ -175,15 +186,13 @@ fn from_node(node: &Node<'_>, b: &mut Builder) -> Result<FailoverWithExptimeRout
     let normal = node.route(b, "normal")?;
     let failover = match node.field("failover") {
         Some(v) => b.route_list(v, &super::join(&node.path, "failover"))?,
-        None => {
-            return Err(node.err(
-                "failover",
-                "missing; expected a route or a list of routes (the gutter)",
-            ))
-        }
+        None => Vec::new(),
     };
-    if failover.is_empty() {
-        return Err(node.err("failover", "expected at least one route"));
+    if node.field("settings").is_some() {
+        tracing::warn!(
+            "{}: `settings` is ignored, as by mcrouter since 2016; use failover_errors",
+            super::join(&node.path, "settings")
+        );
     }
     let failover_exptime = match node.field("failover_exptime") {
         None => DEFAULT_FAILOVER_EXPTIME,
@@ -373,7 +382,16 @@ mod tests {
     fn config_defaults_and_admin_view() {
         let r = parse(r#"{"normal": "ErrorRoute", "failover": "NullRoute"}"#).unwrap();
         assert_eq!(r.failover_exptime(), DEFAULT_FAILOVER_EXPTIME);
-        assert_eq!(DEFAULT_FAILOVER_EXPTIME, 10);
+        assert_eq!(DEFAULT_FAILOVER_EXPTIME, 60, "mcrouter's default");
+        // As in mcrouter: no failover routes is the normal route alone, and the old
+        // `settings` object is accepted and ignored.
+        run(|ctx| async move {
+            let r =
+                parse(r#"{"normal": "ErrorRoute", "settings": {"tko": {"gets": false}}}"#).unwrap();
+            assert!(r.legs.failover.is_empty());
+            assert!(r.route(Mock::req("get k\r\n"), &ctx).await.is_error());
+            assert_eq!(r.failovers(), 0);
+        });
         let r = parse(
             r#"{"normal": "ErrorRoute", "failover": ["NullRoute", "NullRoute"],
                 "failover_exptime": 2, "failover_errors": ["tko"]}"#,
@@ -400,13 +418,6 @@ mod tests {
         let err = |json: &str| parse(json).map(|_| ()).unwrap_err().to_string();
         let e = err(r#"{"failover": "NullRoute"}"#);
         assert!(e.contains("route.normal: missing"), "{e}");
-        let e = err(r#"{"normal": "NullRoute"}"#);
-        assert!(e.contains("route.failover: missing"), "{e}");
-        let e = err(r#"{"normal": "NullRoute", "failover": []}"#);
-        assert!(
-            e.contains("route.failover: expected at least one route"),
-            "{e}"
-        );
         for bad in ["-1", "1.5", "\"10\"", "2592001"] {
             let e = err(&format!(
                 r#"{{"normal": "NullRoute", "failover": "NullRoute", "failover_exptime": {bad}}}"#

@@ -39,15 +39,20 @@ impl HashRoute {
         spec: &HashSpec,
         path: &str,
     ) -> Result<Self, ConfigError> {
-        let names: Vec<String> = children
-            .iter()
-            .map(|c| {
-                c.destination()
-                    .map(|d| d.addr.clone())
-                    .unwrap_or_else(|| c.name())
-            })
-            .collect();
-        let func = HashFunc::from_config(&spec.func, &names, spec.weights.as_deref())
+        let names = server_names(&children);
+        Self::from_spec_named(label, children, &names, spec, path)
+    }
+
+    /// As [`HashRoute::from_spec`] with the names Ketama hashes given (a pool whose
+    /// destinations are wrapped, e.g. in shadows, hashes as the bare pool does).
+    pub fn from_spec_named(
+        label: String,
+        children: Vec<RouteRef>,
+        names: &[String],
+        spec: &HashSpec,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
+        let func = HashFunc::from_config(&spec.func, names, spec.weights.as_deref())
             .map_err(|e| ConfigError::at(path.to_string(), e.to_string()))?;
         let selector = HashSelector::new(func, spec.salt.as_deref());
         Ok(HashRoute::new(label, children, selector))
@@ -91,6 +96,18 @@ impl Route for HashRoute {
         }
         self.pick(key).plain_destination(op, key)
     }
+}
+
+/// The server name of each child (its address, or its route name), what Ketama hashes.
+pub fn server_names(children: &[RouteRef]) -> Vec<String> {
+    children
+        .iter()
+        .map(|c| {
+            c.destination()
+                .map(|d| d.addr.clone())
+                .unwrap_or_else(|| c.name())
+        })
+        .collect()
 }
 
 pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> {

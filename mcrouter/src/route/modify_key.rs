@@ -2,7 +2,8 @@
 //! replaces (or adds) the `/region/cluster/` prefix, `ensure_key_prefix` adds a prefix to
 //! keys that lack it (`modify_inplace`: overwrites their first bytes instead),
 //! `replace_key_prefix` swaps that prefix for `ensure_key_prefix`, `key_suffix` appends.
-//! Get replies carry the client's own key; base64 meta keys are rewritten decoded; a
+//! Replies carry the client's own key (`VALUE` lines, the meta `k` flag: see
+//! [`restore_client_key`]); base64 meta keys are rewritten decoded; a
 //! result over 250 bytes is refused with `SERVER_ERROR ModifyKeyRoute: invalid key`.
 //!
 //! Config: `{"type": "ModifyKeyRoute", "target": ..., "ensure_key_prefix": "app:",
@@ -16,7 +17,7 @@ use protocol::Limits;
 use super::{ready, Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
 use crate::hash::{key_without_route, routing_prefix};
-use crate::reply::{rewrite_value_key, ErrorClass, Reply};
+use crate::reply::{restore_client_key, ClientKey, ErrorClass, Reply};
 use crate::request::Req;
 
 #[derive(Debug, Default)]
@@ -96,9 +97,9 @@ impl Route for ModifyKeyRoute {
                 "ModifyKeyRoute: invalid key: key too long",
             ));
         }
-        let original = req.key().to_vec();
+        let original = ClientKey::of(&req);
         let fut = self.target.route(req.with_routing_key(&new_key), ctx);
-        Box::pin(async move { rewrite_value_key(fut.await, &original) })
+        Box::pin(async move { restore_client_key(fut.await, &original) })
     }
 
     fn children(&self) -> Vec<RouteRef> {
@@ -176,6 +177,34 @@ mod tests {
             assert_eq!(&reply.bytes[..], b"VALUE k 0 1\r\nv\r\nEND\r\n");
             r.route(Mock::req("get app:k\r\n"), &ctx).await;
             assert_eq!(m.seen()[1], b"get app:k\r\n");
+        });
+    }
+
+    #[test]
+    fn meta_k_flag_echoes_the_clients_key() {
+        run(|ctx| async move {
+            let m = Mock::replying("VA 1 kapp:k s1\r\nv\r\n");
+            let r = ModifyKeyRoute::new(
+                m.r(),
+                KeyChange {
+                    ensure_key_prefix: Some(b"app:".to_vec()),
+                    ..Default::default()
+                },
+            );
+            let reply = r.route(Mock::req("mg k k s v\r\n"), &ctx).await;
+            assert_eq!(m.seen()[0], b"mg app:k k s v\r\n");
+            assert_eq!(&reply.bytes[..], b"VA 1 kk s1\r\nv\r\n");
+            // Base64: the backend echoes its own key in base64; the client gets its own.
+            let m = Mock::replying("HD b kYXBwOmZvbw==\r\n");
+            let r = ModifyKeyRoute::new(
+                m.r(),
+                KeyChange {
+                    ensure_key_prefix: Some(b"app:".to_vec()),
+                    ..Default::default()
+                },
+            );
+            let reply = r.route(Mock::req("mg Zm9v b k\r\n"), &ctx).await;
+            assert_eq!(&reply.bytes[..], b"HD b kZm9v\r\n");
         });
     }
 

@@ -2,6 +2,12 @@
 //! with `default_policy` for the rest. Meta commands are named `metaget`, `metaset`,
 //! `metadelete`, `metaarithmetic`, `metadebug`.
 //!
+//! As in mcrouter (`mcrouter/routes/OperationSelectorRoute-inl.h`: each
+//! `operation_policies` key is one request type, looked up by its carbon name), a
+//! policy catches exactly its own operation: `get` is not used for `gets`, `gat`,
+//! `gats`, `metaget` or `lease-get`, `set` not for `lease-set` or `metaset`, `delete`
+//! not for `metadelete`; those take their own policy or `default_policy`.
+//!
 //! Config: `{"type": "OperationSelectorRoute", "operation_policies": {"get": ...,
 //! "set": ...}, "default_policy": ...}`.
 
@@ -80,20 +86,6 @@ pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> 
                 )
             })?;
             policies.insert(op, b.route(rv, &p)?);
-            // `get` also covers the other retrievals unless they have their own policy.
-        }
-        if let Some(g) = policies.get(&Op::Get).cloned() {
-            for op in [Op::Gets, Op::Gat, Op::Gats, Op::MetaGet, Op::LeaseGet] {
-                policies.entry(op).or_insert_with(|| g.clone());
-            }
-        }
-        if let Some(s) = policies.get(&Op::Set).cloned() {
-            for op in [Op::MetaSet, Op::LeaseSet] {
-                policies.entry(op).or_insert_with(|| s.clone());
-            }
-        }
-        if let Some(d) = policies.get(&Op::Delete).cloned() {
-            policies.entry(Op::MetaDelete).or_insert(d);
         }
     }
     let default = node.opt_route(b, "default_policy")?;
@@ -123,6 +115,50 @@ mod tests {
             r.route(Mock::req("set a 0 0 1\r\nx\r\n"), &ctx).await;
             r.route(Mock::req("delete a\r\n"), &ctx).await;
             assert_eq!((gets.count(), rest.count()), (1, 2));
+            let none = OperationSelectorRoute::new(HashMap::new(), None);
+            assert!(none.route(Mock::req("get a\r\n"), &ctx).await.is_error());
+        });
+    }
+
+    /// Each policy key matches only its own operation; the rest go to default_policy.
+    #[test]
+    fn a_policy_catches_only_its_operation() {
+        use crate::config::Config;
+        use crate::destination::Registry;
+        use crate::route::{destinations_for, RouteRef};
+        let text = r#"{"pools": {"G": {"servers": ["127.0.0.1:1"]}, "S": {"servers": ["127.0.0.1:2"]},
+                                 "D": {"servers": ["127.0.0.1:3"]}, "X": {"servers": ["127.0.0.1:4"]}},
+            "route": {"type": "OperationSelectorRoute",
+                      "operation_policies": {"get": "PoolRoute|G", "set": "PoolRoute|S",
+                                             "delete": "PoolRoute|D"},
+                      "default_policy": "PoolRoute|X"}}"#;
+        let cfg = Config::parse(text, Some("t.json"), &Registry::default()).unwrap();
+        let root: RouteRef = cfg.root.clone();
+        let to = |wire: &str| {
+            let req = Req::from_wire(wire.as_bytes()).unwrap();
+            destinations_for(&root, &req)[0].addr.clone()
+        };
+        assert_eq!(to("get k\r\n"), "127.0.0.1:1");
+        assert_eq!(to("set k 0 0 1\r\nx\r\n"), "127.0.0.1:2");
+        assert_eq!(to("delete k\r\n"), "127.0.0.1:3");
+        for other in [
+            "gets k\r\n",
+            "gat 1 k\r\n",
+            "gats 1 k\r\n",
+            "mg k v\r\n",
+            "lease-get k\r\n",
+            "ms k 1\r\nx\r\n",
+            "lease-set k 1 0 0 1\r\nx\r\n",
+            "md k\r\n",
+            "add k 0 0 1\r\nx\r\n",
+        ] {
+            assert_eq!(to(other), "127.0.0.1:4", "{other:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_operations_are_refused() {
+        run(|ctx| async move {
             let none = OperationSelectorRoute::new(HashMap::new(), None);
             assert!(none.route(Mock::req("get a\r\n"), &ctx).await.is_error());
         });

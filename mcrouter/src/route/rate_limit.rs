@@ -102,12 +102,28 @@ impl Route for RateLimitRoute {
 pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> {
     let target = node.route(b, "target")?;
     let path = join(&node.path, "rates");
-    let rates = node
-        .field("rates")
-        .and_then(|v| v.as_object())
-        .ok_or_else(|| ConfigError::at(path.clone(), "missing; expected an object of rates"))?;
+    match node.field("rates") {
+        Some(rates) => Ok(Arc::new(from_rates(target, rates, &path)?)),
+        None => Err(ConfigError::at(
+            path,
+            "missing; expected an object of rates",
+        )),
+    }
+}
+
+/// `target` behind the limits of a `rates` object (mcrouter's `RateLimiter`: each
+/// `<class>_rate` positive, `<class>_burst` defaulting to the rate). Also used for
+/// PoolRoute's `rates`.
+pub fn from_rates(
+    target: RouteRef,
+    rates: &serde_json::Value,
+    path: &str,
+) -> Result<RateLimitRoute, ConfigError> {
+    let rates = rates
+        .as_object()
+        .ok_or_else(|| ConfigError::at(path.to_string(), "expected an object of rates"))?;
     let rn = Node {
-        path,
+        path: path.to_string(),
         type_name: "rates".into(),
         obj: Some(rates),
         arg: None,
@@ -121,12 +137,12 @@ pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> 
             Some(_) => Err(rn.err(&format!("{class}_rate"), "expected a positive number")),
         }
     };
-    Ok(Arc::new(RateLimitRoute::new(
+    Ok(RateLimitRoute::new(
         target,
         bucket("gets")?,
         bucket("sets")?,
         bucket("deletes")?,
-    )))
+    ))
 }
 
 #[cfg(test)]

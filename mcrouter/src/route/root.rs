@@ -1,15 +1,16 @@
 //! `RootRoute` (internal): the top of every tree. With `routes` and `aliases` it picks
 //! the route by the key's `/region/cluster/` routing prefix (keys without one use the
-//! default route, the first alias) and strips the prefix before the key reaches a
-//! server, as mcrouter does.
+//! default route, the first alias). The key keeps its prefix through the tree; the
+//! destination strips it before the key reaches a server unless its pool says
+//! `keep_routing_prefix` (as mcrouter's `DestinationRoute`).
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use super::{ready, Ctx, Route, RouteFuture, RouteRef};
 use crate::destination::DestShared;
-use crate::hash::{key_without_route, routing_prefix};
-use crate::reply::{rewrite_value_key, ErrorClass, Reply};
+use crate::hash::routing_prefix;
+use crate::reply::{ErrorClass, Reply};
 use crate::request::{Op, Req};
 
 #[derive(Debug)]
@@ -60,15 +61,7 @@ impl Route for RootRoute {
                 b"SERVER_ERROR mcrouter: no route for this routing prefix\r\n",
             ));
         };
-        if req.key_count() != 1 {
-            return r.route(req, ctx);
-        }
-        let original = req.key().to_vec();
-        let fut = r.route(
-            req.with_routing_key(key_without_route(req.routing_key())),
-            ctx,
-        );
-        Box::pin(async move { rewrite_value_key(fut.await, &original) })
+        r.route(req, ctx)
     }
 
     fn children(&self) -> Vec<RouteRef> {
@@ -93,25 +86,25 @@ mod tests {
     use crate::route::testing::{run, Mock};
 
     #[test]
-    fn selects_by_routing_prefix_and_strips_it() {
+    fn selects_by_routing_prefix() {
         run(|ctx| async move {
-            let a = Mock::replying("VALUE k 0 1\r\nv\r\nEND\r\n");
+            let a = Mock::replying("VALUE /r/a/k 0 1\r\nv\r\nEND\r\n");
             let b = Mock::replying("END\r\n");
             let r = RootRoute::new(vec![("/r/a/".into(), a.r()), ("/r/b/".into(), b.r())]);
             // No prefix: the default (first) route.
             r.route(Mock::req("get k\r\n"), &ctx).await;
-            // A prefix: that route, key sent without it, reply with the client's key.
+            // A prefix: that route; the key goes on with its prefix (the destination
+            // strips it, see route::destination).
             let reply = r.route(Mock::req("get /r/a/k\r\n"), &ctx).await;
             assert_eq!(&reply.bytes[..], b"VALUE /r/a/k 0 1\r\nv\r\nEND\r\n");
-            assert_eq!(a.seen()[1], b"get k\r\n");
+            assert_eq!(a.seen()[1], b"get /r/a/k\r\n");
             r.route(Mock::req("delete /r/b/k\r\n"), &ctx).await;
-            assert_eq!(b.seen()[0], b"delete k\r\n");
+            assert_eq!(b.seen()[0], b"delete /r/b/k\r\n");
             let reply = r.route(Mock::req("get /r/zz/k\r\n"), &ctx).await;
             assert!(reply.is_error());
-            // A base64 meta key routes by its decoded key: "L3IvYi9h" is "/r/b/a", sent on
-            // as "a" ("YQ==") still in base64.
+            // A base64 meta key routes by its decoded key: "L3IvYi9h" is "/r/b/a".
             r.route(Mock::req("mg L3IvYi9h b v\r\n"), &ctx).await;
-            assert_eq!(b.seen()[1], b"mg YQ== b v\r\n");
+            assert_eq!(b.seen()[1], b"mg L3IvYi9h b v\r\n");
         });
     }
 }
