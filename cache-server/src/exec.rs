@@ -561,14 +561,15 @@ fn meta_key<'k>(
     }
 }
 
-/// ` k<key>` and ` O<opaque>`: echoed by every meta reply. `key` is the decoded key: like
-/// memcached, a base64 key is echoed re-encoded (`Zm9vYh==` comes back as `Zm9vYg==`) + ` b`.
-/// (memcached's `mg` hit echoes by the stored item's own binary-key bit; we go by the request.)
-fn echo_key_opaque(out: &mut Vec<u8>, flag: u8, token: &[u8], key: &[u8], flags: &MetaFlags<'_>) {
+/// ` k<key>` and ` O<opaque>`: echoed by every meta reply. `key` is the decoded key; with
+/// `base64` it is echoed re-encoded (`Zm9vYh==` comes back as `Zm9vYg==`) + ` b`. As in
+/// memcached, that is the request's `b` flag, except for an `mg` hit, which goes by how the
+/// item was stored (`ms <base64 key> b` marks it).
+fn echo_key_opaque(out: &mut Vec<u8>, flag: u8, token: &[u8], key: &[u8], base64: bool) {
     match flag {
         b'k' => {
             line(out, b" k");
-            if flags.base64_key() {
+            if base64 {
                 protocol::meta::encode_key(key, out);
                 line(out, b" b");
             } else {
@@ -647,7 +648,7 @@ fn meta_get(
                     push_num(out, it.value_len() as u64);
                 }
                 b't' => push_ttl(out, it.ttl()),
-                b'k' | b'O' => echo_key_opaque(out, flag, token, key, flags),
+                b'k' | b'O' => echo_key_opaque(out, flag, token, key, it.binary_key()),
                 _ => {}
             }
         }
@@ -685,7 +686,7 @@ fn meta_get(
             if !flags.quiet() {
                 line(out, b"EN");
                 for (flag, token) in flags.iter() {
-                    echo_key_opaque(out, flag, token, key, flags);
+                    echo_key_opaque(out, flag, token, key, flags.base64_key());
                 }
                 line(out, CRLF);
             }
@@ -725,7 +726,7 @@ fn meta_status(
                     push_num(out, c);
                 }
             }
-            b'k' | b'O' => echo_key_opaque(out, flag, token, key, flags),
+            b'k' | b'O' => echo_key_opaque(out, flag, token, key, flags.base64_key()),
             _ => {}
         }
     }
@@ -776,7 +777,8 @@ fn meta_set(
     .with_cas(cas_compare)
     .with_invalidate(flags.has(b'I'))
     // memcached 1.6.18's ms ignores `N` (newer ones vivify an append/prepend miss with it).
-    .with_explicit_cas(flags.new_cas);
+    .with_explicit_cas(flags.new_cas)
+    .with_binary_key(flags.base64_key());
     let r = sh.engine.store(&req);
     count_store(ts, r.status, store_mode == StoreMode::Cas);
     let code: &[u8] = match r.status {
@@ -915,7 +917,7 @@ fn meta_arith(
                         line(out, b" c");
                         push_num(out, cas);
                     }
-                    b'k' | b'O' => echo_key_opaque(out, flag, token, key, flags),
+                    b'k' | b'O' => echo_key_opaque(out, flag, token, key, flags.base64_key()),
                     _ => {}
                 }
             }

@@ -104,6 +104,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         ),
         // `N` on ms is ignored by 1.6.18 (newer memcached vivifies an append miss with it).
         ("ms ignores N", b"ms nv 1 MA N30\r\nx\r\nmg nv v\r\n".to_vec()),
+        // `mg` hits echo `k` by how the item was stored (`ms ... b` marks it), everything
+        // else by the request's `b`.
+        (
+            "base64 key echo by item",
+            b"ms YmtB 1 b\r\nx\r\nmg bkA k v\r\nmg YmtB b k v\r\nms bkB 1\r\ny\r\nmg YmtC b k v\r\nmg bkB k\r\nmg YmtD b k v N30\r\nmg bkC k\r\nmg YmtE b k q O1\r\nmg YmtE b k\r\nms YmtC 1 b MA k\r\nz\r\nmg bkB k v\r\nmd YmtB b k\r\nma YmtB b k\r\nms YmtF 1 b\r\nx\r\nms bkE 1 MA\r\ny\r\nmg bkE k v\r\n".to_vec(),
+        ),
     ]
 }
 

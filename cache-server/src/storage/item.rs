@@ -43,6 +43,8 @@ pub(crate) const F_HAS_FLAGS: u16 = 1 << 8;
 pub(crate) const F_CHAINED: u16 = 1 << 9;
 pub(crate) const F_CONT: u16 = 1 << 10;
 pub(crate) const F_FREE: u16 = 1 << 11;
+/// Stored by `ms` with a base64 (`b`) key: `mg ... k` echoes it base64-encoded.
+pub(crate) const F_BINKEY: u16 = 1 << 12;
 
 const O_FLAGS: usize = 0;
 const O_NKEY: usize = 2;

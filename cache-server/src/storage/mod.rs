@@ -307,6 +307,8 @@ pub struct StoreRequest<'a> {
     /// `ms ... E<cas>`: use this CAS value for the new item instead of the next
     /// one from the counter.
     pub explicit_cas: Option<u64>,
+    /// `ms ... b`: the key came base64-encoded; `mg ... k` echoes it that way.
+    pub binary_key: bool,
 }
 
 impl<'a> StoreRequest<'a> {
@@ -322,6 +324,7 @@ impl<'a> StoreRequest<'a> {
             invalidate: false,
             vivify: None,
             explicit_cas: None,
+            binary_key: false,
         }
     }
 
@@ -346,6 +349,12 @@ impl<'a> StoreRequest<'a> {
     /// Sets `E<cas>`.
     pub fn with_explicit_cas(mut self, cas: Option<u64>) -> Self {
         self.explicit_cas = cas;
+        self
+    }
+
+    /// Marks a key that came base64-encoded (`ms ... b`).
+    pub fn with_binary_key(mut self, binary: bool) -> Self {
+        self.binary_key = binary;
         self
     }
 }
@@ -423,6 +432,7 @@ pub struct ItemView<'a> {
     stale: bool,
     win: bool,
     token_sent: bool,
+    binary_key: bool,
     vivified: bool,
     class_id: u8,
 }
@@ -496,6 +506,11 @@ impl<'a> ItemView<'a> {
     /// A win token had already been handed out to someone else (`Z`).
     pub fn token_sent(&self) -> bool {
         self.token_sent
+    }
+
+    /// Stored by `ms` with a base64 key (memcached's `ITEM_KEY_BINARY`).
+    pub fn binary_key(&self) -> bool {
+        self.binary_key
     }
 
     /// The item was created by this request (`mg N` on a miss).

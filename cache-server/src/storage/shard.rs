@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 
 use super::hashtable::HashIndex;
 use super::item::{
-    self, header_len, Hdr, HdrMut, PartsIter, COLD, CONT_HDR, F_ACTIVE, F_CHAINED, F_CONT,
-    F_FETCHED, F_FREE, F_HAS_EXP, F_HAS_FLAGS, F_LINKED, F_STALE, F_TOKEN, HOT, LRU_MASK, NIL,
-    WARM,
+    self, header_len, Hdr, HdrMut, PartsIter, COLD, CONT_HDR, F_ACTIVE, F_BINKEY, F_CHAINED,
+    F_CONT, F_FETCHED, F_FREE, F_HAS_EXP, F_HAS_FLAGS, F_LINKED, F_STALE, F_TOKEN, HOT, LRU_MASK,
+    NIL, WARM,
 };
 use super::slab::{class_for, Arena, ChunkPool};
 use super::stats::AutomoveState;
@@ -883,7 +883,7 @@ impl Shard {
         let res = self.alloc_item(ctx, k, v, &[], key_flags, exptime, now);
         let out = match res {
             Ok(new) => {
-                let keep = f & (F_FETCHED | F_ACTIVE | F_STALE | F_TOKEN);
+                let keep = f & (F_FETCHED | F_ACTIVE | F_STALE | F_TOKEN | F_BINKEY);
                 {
                     let mut nh = self.hdr_mut(ctx, new);
                     nh.or_flags(keep);
@@ -1039,6 +1039,10 @@ impl Shard {
                 });
             }
         };
+        // An append/prepend keeps the item's own key form (memcached).
+        if req.binary_key && concat.is_none() {
+            extra_bits |= F_BINKEY;
+        }
         if extra_bits != 0 {
             self.hdr_mut(ctx, id).or_flags(extra_bits);
         }
@@ -1124,6 +1128,7 @@ impl Shard {
             stale,
             win: won,
             token_sent,
+            binary_key: f & F_BINKEY != 0,
             vivified: created,
             class_id: (cls + 1) as u8,
         })
