@@ -317,6 +317,9 @@ impl ClientKey {
 /// `VALUE` key; in a meta reply the `k` flag's key (`VA 1 kKEY`, `HD kKEY`, ...) and the
 /// key of an `ME <key> ...` debug reply.
 pub fn restore_client_key(reply: Reply, client: &ClientKey) -> Reply {
+    if reply.bytes.starts_with(b"LVALUE ") {
+        return rewrite_lvalue_key(reply, &client.wire);
+    }
     if !reply.bytes.starts_with(b"VALUE ") {
         return rewrite_meta_key(reply, client);
     }
@@ -341,6 +344,23 @@ pub fn restore_client_key(reply: Reply, client: &ClientKey) -> Reply {
             break;
         }
     }
+    Reply {
+        kind: reply.kind,
+        bytes: Bytes::from(out),
+    }
+}
+
+/// A lease-get miss (`LVALUE <key> <token> <flags> <bytes>` + data + `END`) with `key`.
+fn rewrite_lvalue_key(reply: Reply, key: &[u8]) -> Reply {
+    let b = &reply.bytes[..];
+    let start = b"LVALUE ".len();
+    let Some(end) = memchr::memchr(b' ', &b[start..]).map(|i| start + i) else {
+        return reply;
+    };
+    let mut out = Vec::with_capacity(b.len() + key.len());
+    out.extend_from_slice(&b[..start]);
+    out.extend_from_slice(key);
+    out.extend_from_slice(&b[end..]);
     Reply {
         kind: reply.kind,
         bytes: Bytes::from(out),
@@ -447,6 +467,11 @@ mod tests {
             "ME k exp=-1 la=1 cas=2 fetch=no cls=1 size=63\r\n"
         );
         assert_eq!(fix("STORED\r\n", "k"), "STORED\r\n");
+        // A lease-get miss names the key too.
+        assert_eq!(
+            fix("LVALUE app:k 77 0 0\r\n\r\nEND\r\n", "/r/c/k"),
+            "LVALUE /r/c/k 77 0 0\r\n\r\nEND\r\n"
+        );
     }
 
     fn reply(wire: &str) -> Reply {

@@ -117,7 +117,7 @@ impl Op {
             "metadebug" | "me" => Op::MetaDebug,
             "lease-get" => Op::LeaseGet,
             "lease-set" => Op::LeaseSet,
-            "flush_all" => Op::FlushAll,
+            "flush_all" | "flushall" => Op::FlushAll,
             _ => return None,
         })
     }

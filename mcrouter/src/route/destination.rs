@@ -197,9 +197,10 @@ impl Route for DestinationRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
+        // The cheap test first: plain keys (no leading `/`) skip the key count.
         if !self.opts.keep_routing_prefix
-            && req.key_count() == 1
             && !routing_prefix(req.routing_key()).is_empty()
+            && req.key_count() == 1
         {
             let original = ClientKey::of(&req);
             let stripped = req.with_routing_key(key_without_route(req.routing_key()));

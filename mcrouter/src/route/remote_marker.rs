@@ -80,8 +80,11 @@ impl RemoteMarkerRoute {
         m
     }
 
+    /// The marker request for `key`. The marker is named after the key without its
+    /// `/region/cluster/` prefix, the key the servers store (the prefix is stripped at the
+    /// destination), so `k` and `/west/c/k` share one marker.
     fn marker_req(&self, cmd: &str, key: &[u8]) -> Req {
-        let mk = self.marker_key(key);
+        let mk = self.marker_key(crate::hash::routing_key::key_without_route(key));
         let mut raw = Vec::with_capacity(mk.len() + 32);
         raw.extend_from_slice(cmd.as_bytes());
         raw.push(b' ');
@@ -308,6 +311,36 @@ mod tests {
             assert_eq!(local.seen(), vec![b"delete k\r\n".to_vec()]);
             assert_eq!(markers.seen(), vec![b"delete rm:k\r\n".to_vec()]);
             assert_eq!(master.count(), 0);
+        });
+    }
+
+    #[test]
+    fn a_routing_prefix_is_not_part_of_the_marker() {
+        run(|ctx| async move {
+            let (local, master, markers) = (
+                Mock::replying("DELETED\r\n"),
+                Mock::replying("STORED\r\n"),
+                Mock::replying("STORED\r\n"),
+            );
+            let r = route(&local, &master, &markers);
+            let reply = r
+                .route(Mock::req("set /west/c/k 5 0 1\r\nv\r\n"), &ctx)
+                .await;
+            assert_eq!(&reply.bytes[..], b"STORED\r\n");
+            assert_eq!(markers.seen(), vec![b"set rm:k 0 30 1\r\n1\r\n".to_vec()]);
+            // The write and the local delete keep the prefix for the destination to strip.
+            assert_eq!(
+                master.seen(),
+                vec![b"set /west/c/k 5 0 1\r\nv\r\n".to_vec()]
+            );
+            assert_eq!(local.seen(), vec![b"delete /west/c/k\r\n".to_vec()]);
+            // A plain read of the same key checks the same marker.
+            let miss = Mock::replying("END\r\n");
+            let marked = Mock::replying("VALUE rm:k 0 1\r\n1\r\nEND\r\n");
+            let master = Mock::replying("VALUE k 0 2\r\nv2\r\nEND\r\n");
+            let r = route(&miss, &master, &marked);
+            assert!(r.route(Mock::req("get k\r\n"), &ctx).await.is_hit());
+            assert_eq!(marked.seen(), vec![b"get rm:k\r\n".to_vec()]);
         });
     }
 

@@ -130,8 +130,13 @@ impl Route for ShadowRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        for s in self.shadows_for(req.routing_key()) {
-            tokio::task::spawn_local(s.target.route(req.clone(), ctx));
+        // Lease requests are not copied: a lease token belongs to the server that issued
+        // it, and the router remembers which one that was (`lease::issuer`), so a copy
+        // would take or spend the client's token.
+        if !matches!(req.op(), Op::LeaseGet | Op::LeaseSet) {
+            for s in self.shadows_for(req.routing_key()) {
+                tokio::task::spawn_local(s.target.route(req.clone(), ctx));
+            }
         }
         self.normal.route(req, ctx)
     }
@@ -329,6 +334,28 @@ mod tests {
             assert_eq!(main.count(), 50);
             assert_eq!(sh.count(), expected);
             assert!(expected > 5 && expected < 45);
+        });
+    }
+
+    #[test]
+    fn lease_requests_are_not_copied() {
+        run(|ctx| async move {
+            let main = Mock::replying("STORED\r\n");
+            let sh = Mock::replying("STORED\r\n");
+            let r = ShadowRoute::new(
+                main.r(),
+                vec![Arc::new(Shadow {
+                    target: sh.r(),
+                    settings: ShadowSettings::key_fraction_range(0.0, 1.0),
+                })],
+            );
+            r.route(Mock::req("lease-get k\r\n"), &ctx).await;
+            r.route(Mock::req("lease-set k 5 0 0 1\r\nx\r\n"), &ctx)
+                .await;
+            r.route(Mock::req("set k 0 0 1\r\nx\r\n"), &ctx).await;
+            tokio::task::yield_now().await;
+            assert_eq!(main.count(), 3);
+            assert_eq!(sh.seen(), vec![b"set k 0 0 1\r\nx\r\n".to_vec()]);
         });
     }
 

@@ -59,6 +59,7 @@ use protocol::{MetaCode, Response};
 
 use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
+use crate::hash::routing_key::key_without_route;
 use crate::lease::{self, HOT_MISS_TOKEN};
 use crate::reply::{Reply, ReplyKind};
 use crate::request::{Op, Req};
@@ -343,6 +344,8 @@ impl HoldOff {
     }
 
     fn note_delete(&self, key: &[u8], now: Instant) {
+        // Held by the key the servers store: `/r/c/k` and `k` are one key.
+        let key = key_without_route(key);
         let deadline = now + self.window;
         let mut s = self.state.lock();
         if s.all_until.is_some_and(|u| u > now) {
@@ -365,6 +368,7 @@ impl HoldOff {
     }
 
     fn held(&self, key: &[u8], now: Instant) -> bool {
+        let key = key_without_route(key);
         let mut s = self.state.lock();
         if let Some(u) = s.all_until {
             if u > now {
@@ -591,6 +595,16 @@ mod tests {
             settle().await;
             assert_eq!(cold.count(), 6);
         });
+    }
+
+    #[test]
+    fn holdoff_ignores_the_routing_prefix() {
+        let h = HoldOff::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        h.note_delete(b"/r/c/k", t0);
+        assert!(h.held(b"k", t0));
+        assert!(h.held(b"/other/c/k", t0));
+        assert!(!h.held(b"j", t0));
     }
 
     #[test]
