@@ -97,6 +97,9 @@ pub struct Conn {
     /// has written everything (no writable event will come), the connection must be driven
     /// again, or that input is never read.
     unread: bool,
+    /// A readiness event said the peer shut down its write side (`EPOLLRDHUP`): a short
+    /// read no longer means the socket is empty, as the end of input raises no new event.
+    peer_closed: bool,
     /// Replies are not written here: the worker sends every connection's output of a round
     /// in one batch ([`crate::send_ring`]) and reports back through [`Conn::sent`].
     deferred: bool,
@@ -149,6 +152,7 @@ impl Conn {
             dumped: 0,
             backlog: false,
             unread: false,
+            peer_closed: false,
             deferred,
             queued: false,
         })
@@ -173,6 +177,11 @@ impl Conn {
 
     fn pending_output(&self) -> usize {
         self.wbuf.len() - self.wpos
+    }
+
+    /// The readiness event being handled said the peer closed its write side.
+    pub fn note_peer_closed(&mut self) {
+        self.peer_closed = true;
     }
 
     /// Write directly from now on (the worker is draining for shutdown).
@@ -278,7 +287,9 @@ impl Conn {
             // 3. Read more.
             match self.read(ts) {
                 Ok(Read::Data) => continue,
-                Ok(Read::Drained) => socket_empty = true,
+                // After the peer's FIN, read on to the end of input: no further event
+                // would tell us about it.
+                Ok(Read::Drained) => socket_empty = !self.peer_closed,
                 Ok(Read::WouldBlock) if sh.shutdown.is_set() => {
                     // Draining: everything that had arrived is answered; close once flushed.
                     self.closing = true;

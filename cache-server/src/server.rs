@@ -507,7 +507,13 @@ fn worker_loop(
                 }
                 continue;
             }
-            slots.drive(ev.token().0 - 2, &poll, &sh, &ts, timing);
+            let idx = ev.token().0 - 2;
+            if ev.is_read_closed() || ev.is_error() {
+                if let Some(c) = slots.conns.get_mut(idx).and_then(Option::as_mut) {
+                    c.note_peer_closed();
+                }
+            }
+            slots.drive(idx, &poll, &sh, &ts, timing);
         }
         for idx in retry {
             // A slot closed and reused since is driven once for nothing: harmless.
