@@ -815,7 +815,7 @@ fn meta_delete(
         sh.engine.delete(
             key,
             &DeleteOptions {
-                cas: flags.compare_cas.unwrap_or(0),
+                cas: flags.compare_cas,
                 invalidate: flags.has(b'I'),
                 new_exptime: flags.ttl,
                 keep_stale: sh.settings.lease_stale_ttl,
@@ -831,7 +831,11 @@ fn meta_delete(
             ThreadStats::incr(&ts.delete_misses);
             b"NF"
         }
-        DeleteOutcome::Exists => b"EX",
+        DeleteOutcome::Exists => {
+            // memcached counts a CAS mismatch of `md` as a delete miss.
+            ThreadStats::incr(&ts.delete_misses);
+            b"EX"
+        }
     };
     meta_status(out, code, key, flags, None);
 }
@@ -880,7 +884,8 @@ fn meta_arith(
         key,
         incr,
         delta: flags.delta.unwrap_or(1),
-        cas: flags.compare_cas.unwrap_or(0),
+        // Unlike md, memcached's ma takes `C0` as no compare (`do_add_delta`).
+        cas: flags.compare_cas.filter(|&c| c != 0),
         vivify: flags.vivify.map(|ttl| (flags.initial.unwrap_or(0), ttl)),
         touch: flags.ttl,
     };
@@ -892,16 +897,23 @@ fn meta_arith(
     let outcome = sh.engine.arith(&req);
     match outcome {
         ArithOutcome::Ok {
-            value, cas, ttl, ..
+            value,
+            cas,
+            ttl,
+            created,
         } => {
-            ThreadStats::incr(hits);
+            // memcached counts an item `N` created as neither hit nor miss.
+            if !created {
+                ThreadStats::incr(hits);
+            }
             let mut digits = Vec::with_capacity(20);
             push_num(&mut digits, value);
             if flags.opaque_too_long {
                 return opaque_too_long(out);
             }
             let want_value = flags.has(b'v');
-            if !want_value && flags.quiet() {
+            // memcached's `q` hides the HD of an update, not of an item `N` just created.
+            if !want_value && flags.quiet() && !created {
                 return;
             }
             if want_value {

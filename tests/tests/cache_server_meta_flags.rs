@@ -11,7 +11,7 @@
 //! `mn` is the sentinel that ends a reply (see `e2e_tests::differential::exchange`).
 
 use e2e_tests::bins::OurServer;
-use e2e_tests::differential::{exchange, start_pair};
+use e2e_tests::differential::{exchange, start_pair, stat_value};
 
 /// `O` plus `n` bytes of opaque.
 fn opaque(n: usize) -> String {
@@ -104,6 +104,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         ),
         // `N` on ms is ignored by 1.6.18 (newer memcached vivifies an append miss with it).
         ("ms ignores N", b"ms nv 1 MA N30\r\nx\r\nmg nv v\r\n".to_vec()),
+        // `C0` compares (and fails) like any other CAS; `q` does not hide the HD of an
+        // item `ma ... N` just created.
+        (
+            "C0 and ma q N",
+            b"set c0a 0 0 1\r\n1\r\nmd c0a C0\r\nmg c0a v\r\nset c0b 0 0 1\r\n5\r\nma c0b C0\r\nmg c0b v\r\nms c0c 1 C0\r\nx\r\nma viv1 q N0\r\nma viv1 q\r\nmg viv1 v\r\n".to_vec(),
+        ),
         // `mg` hits echo `k` by how the item was stored (`ms ... b` marks it), everything
         // else by the request's `b`.
         (
@@ -127,6 +133,23 @@ fn meta_flags_like_memcached() {
                 "case {name:?}:\n  memcached:    {:?}\n  cache-server: {:?}",
                 String::from_utf8_lossy(&want),
                 String::from_utf8_lossy(&got)
+            ));
+        }
+    }
+    // The same sessions count the same way (`md` EX is a delete miss, ...).
+    let stats_mc = exchange(mc.addr(), b"stats\r\n", false);
+    let stats_ours = exchange(ours.addr(), b"stats\r\n", false);
+    for name in [
+        "delete_hits",
+        "delete_misses",
+        "incr_hits",
+        "incr_misses",
+        "cas_badval",
+    ] {
+        let (want, got) = (stat_value(&stats_mc, name), stat_value(&stats_ours, name));
+        if want != got {
+            failures.push(format!(
+                "stat {name}: memcached {want:?}, cache-server {got:?}"
             ));
         }
     }

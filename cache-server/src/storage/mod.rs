@@ -546,8 +546,9 @@ impl<'a> Iterator for ValueParts<'a> {
 /// Options for [`Engine::delete`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeleteOptions {
-    /// Only delete if the item's CAS equals this (0 = no compare; `md C`).
-    pub cas: u64,
+    /// Only delete if the item's CAS equals this (`md C`; `C0` compares too, as in
+    /// memcached, and so fails on any item that has a CAS).
+    pub cas: Option<u64>,
     /// `md I`: mark stale (and bump CAS, clear the token) instead of removing.
     pub invalidate: bool,
     /// `md T`: with `invalidate`, also set this protocol exptime.
@@ -578,8 +579,8 @@ pub struct ArithRequest<'a> {
     pub incr: bool,
     /// The delta.
     pub delta: u64,
-    /// Compare CAS (0 = none; `ma C`).
-    pub cas: u64,
+    /// Compare CAS (`ma C`; `C0` compares too, as in memcached).
+    pub cas: Option<u64>,
     /// `ma N<ttl> J<initial>`: on a miss create the item with value `initial`
     /// (returned as is, no delta applied) and exptime `ttl`.
     pub vivify: Option<(u64, i64)>,
@@ -594,7 +595,7 @@ impl<'a> ArithRequest<'a> {
             key,
             incr,
             delta,
-            cas: 0,
+            cas: None,
             vivify: None,
             touch: None,
         }
@@ -1012,8 +1013,7 @@ impl Engine {
                 ..GetOptions::default()
             };
             if let Some(view) = s.fetch(&self.ctx, h, key, &peek) {
-                if view.value_len() <= MAX_STALE_VALUE && (opts.cas == 0 || opts.cas == view.cas())
-                {
+                if view.value_len() <= MAX_STALE_VALUE && opts.cas.is_none_or(|c| c == view.cas()) {
                     let mut v = Vec::with_capacity(view.value_len());
                     view.copy_value_into(&mut v);
                     copy = Some((view.flags(), v));

@@ -1145,7 +1145,7 @@ impl Shard {
         let Some(id) = self.find_live(ctx, hash, key, now) else {
             return DeleteOutcome::NotFound;
         };
-        if opts.cas != 0 && self.hdr(ctx, id).cas() != opts.cas {
+        if opts.cas.is_some_and(|c| c != self.hdr(ctx, id).cas()) {
             return DeleteOutcome::Exists;
         }
         if opts.invalidate {
@@ -1211,7 +1211,7 @@ impl Shard {
         if vlen == 0 || f & F_CHAINED != 0 {
             return ArithOutcome::NonNumeric;
         }
-        if req.cas != 0 && cas != req.cas {
+        if req.cas.is_some_and(|c| c != cas) {
             return ArithOutcome::Exists;
         }
         let Some(cur) = parse_u64(self.hdr(ctx, id).head_value()) else {

@@ -422,9 +422,9 @@ fn incr_decr() {
     // CAS changes on incr and is checked
     let c0 = gets(&e, "keep").unwrap().2;
     let mut req = ArithRequest::new(b"keep", true, 1);
-    req.cas = c0 + 1;
+    req.cas = Some(c0 + 1);
     assert_eq!(e.arith(&req), ArithOutcome::Exists);
-    req.cas = c0;
+    req.cas = Some(c0);
     match e.arith(&req) {
         ArithOutcome::Ok { cas, .. } => assert!(cas > c0),
         o => panic!("{o:?}"),
@@ -553,7 +553,7 @@ fn meta_stale_and_win() {
     assert!(m5.stale && m5.win);
     // delete with a CAS compare
     let bad = DeleteOptions {
-        cas: 1,
+        cas: Some(1),
         ..Default::default()
     };
     assert_eq!(e.delete(b"k", &bad), DeleteOutcome::Exists);
