@@ -460,7 +460,13 @@ impl Conn {
                     parse_error_reply(&e, &buf[..e.consumed], sh, ts, &mut self.wbuf);
                     if trace() {
                         verbose::command(fd, &buf[..e.consumed]);
-                        verbose::one_line(fd, &self.wbuf[before..]);
+                        if e.noreply && self.wbuf.len() == before && e.kind != ErrorKind::Http {
+                            // memcached traces the error `noreply` kept from the client.
+                            let r = format!("{}\r\n", e.kind.reply());
+                            verbose::suppressed(fd, r.as_bytes());
+                        } else {
+                            verbose::one_line(fd, &self.wbuf[before..]);
+                        }
                     }
                     self.rstart += e.consumed;
                     if e.close {

@@ -70,8 +70,7 @@ pub fn reply(fd: i32, req: &Request<'_>, out: &[u8]) {
         | Request::MetaSet { .. }
         | Request::MetaDelete { .. }
         | Request::MetaArithmetic { .. }
-        | Request::MetaDebug { .. }
-        | Request::MetaNoop => {
+        | Request::MetaDebug { .. } => {
             if out.starts_with(b"CLIENT_ERROR")
                 || out.starts_with(b"SERVER_ERROR")
                 || out.starts_with(b"ERROR")

@@ -19,7 +19,7 @@ fn session() -> Vec<u8> {
     let mut s = b"set foo 0 0 3\r\nbar\r\nget foo bar\r\ngets foo\r\nmg foo v k\r\nmg foo zz\r\n\
 bogus\r\nincr foo 1\r\nset n 0 0 1\r\n5\r\nincr n 2\r\ndecr n 100 noreply\r\ntouch n 10\r\n\
 delete foo noreply\r\ndelete foo\r\nstats detail dump\r\nstats reset\r\nstats nothing\r\n\
-verbosity 2\r\nflush_all 0 noreply\r\nadd n 0 0 1 noreply\r\nx\r\nset big 0 0 2000000\r\n"
+verbosity 2\r\nflush_all 0 noreply\r\nmn\r\nincr n x noreply\r\nset q 0 abc 1 noreply\r\nadd n 0 0 1 noreply\r\nx\r\nset big 0 0 2000000\r\n"
         .to_vec();
     s.extend(std::iter::repeat_n(b'x', 2_000_000));
     s.extend_from_slice(b"\r\nquit\r\n");

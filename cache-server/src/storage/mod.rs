@@ -723,6 +723,10 @@ impl LruTuning {
     }
 }
 
+/// Items `stats cachedump` looks at per shard (one lock hold, a few milliseconds at most);
+/// its 2 MB reply holds fewer than that anyway.
+const CACHEDUMP_VISITS_PER_SHARD: usize = 200_000;
+
 /// The current segmented-LRU parameters ([`Engine::lru_params`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LruParams {
@@ -1144,7 +1148,10 @@ impl Engine {
             return;
         }
         for cell in self.ctx.shards.iter() {
-            if !cell.lock().cold_walk(&self.ctx, cls, &mut f) {
+            if !cell
+                .lock()
+                .cold_walk(&self.ctx, cls, CACHEDUMP_VISITS_PER_SHARD, &mut f)
+            {
                 return;
             }
         }

@@ -1332,16 +1332,26 @@ impl Shard {
 
     /// Walks the COLD LRU of `cls` from its head (`stats cachedump`); see
     /// [`super::Engine::cachedump`]. Returns `false` once `f` asked to stop.
+    /// Items stored with a base64 key are left out (memcached: "protect from printing
+    /// binary keys"); at most `budget` items are visited, so the lock is held briefly.
     pub(crate) fn cold_walk(
         &self,
         ctx: &Ctx,
         cls: usize,
+        budget: usize,
         f: &mut impl FnMut(&[u8], usize, i64) -> bool,
     ) -> bool {
         let started = ctx.clock.process_started();
         let mut id = self.classes[cls].lru[COLD as usize].head;
-        while id != NIL {
+        for _ in 0..budget {
+            if id == NIL {
+                break;
+            }
             let h = self.hdr(ctx, id);
+            if h.flags() & F_BINKEY != 0 {
+                id = h.next();
+                continue;
+            }
             let exptime = match h.exptime() {
                 0 => 0,
                 e => started + i64::from(e),
