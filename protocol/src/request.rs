@@ -260,9 +260,9 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// The same request with `noreply` cleared (for tracing what the reply would have been).
-    pub fn with_reply(mut self) -> Self {
-        match &mut self {
+    /// The `noreply` flag of the commands that take one.
+    fn noreply_flag(&mut self) -> Option<&mut bool> {
+        match self {
             Request::Storage { noreply, .. }
             | Request::Delete { noreply, .. }
             | Request::Arith { noreply, .. }
@@ -270,25 +270,23 @@ impl<'a> Request<'a> {
             | Request::FlushAll { noreply, .. }
             | Request::Verbosity { noreply, .. }
             | Request::CacheMemlimit { noreply, .. }
-            | Request::LeaseSet { noreply, .. } => *noreply = false,
-            _ => {}
+            | Request::LeaseSet { noreply, .. } => Some(noreply),
+            _ => None,
+        }
+    }
+
+    /// The same request with `noreply` cleared (for tracing what the reply would have been).
+    pub fn with_reply(mut self) -> Self {
+        if let Some(n) = self.noreply_flag() {
+            *n = false;
         }
         self
     }
 
     /// Whether the client asked for no reply (`noreply`; meta `q` is per-reply, not here).
     pub fn noreply(&self) -> bool {
-        match *self {
-            Request::Storage { noreply, .. }
-            | Request::Delete { noreply, .. }
-            | Request::Arith { noreply, .. }
-            | Request::Touch { noreply, .. }
-            | Request::FlushAll { noreply, .. }
-            | Request::Verbosity { noreply, .. }
-            | Request::CacheMemlimit { noreply, .. }
-            | Request::LeaseSet { noreply, .. } => noreply,
-            _ => false,
-        }
+        let mut r = *self;
+        r.noreply_flag().is_some_and(|n| *n)
     }
 
     /// Append the wire form of this request to `out`.

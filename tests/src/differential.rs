@@ -62,3 +62,35 @@ pub fn stat_value(reply: &[u8], name: &str) -> Option<String> {
             .map(str::to_string)
     })
 }
+
+/// Runs each `(name, input, closes)` case on a fresh connection to memcached and to ours
+/// and describes every case whose replies differ (the first 600 bytes of each).
+pub fn differing_cases<N: std::fmt::Debug>(
+    memcached: SocketAddr,
+    ours: SocketAddr,
+    cases: impl IntoIterator<Item = (N, Vec<u8>, bool)>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, input, closes) in cases {
+        let want = exchange(memcached, &input, closes);
+        let got = exchange(ours, &input, closes);
+        if want != got {
+            failures.push(format!(
+                "case {name:?}:\n  memcached:    {:?}\n  cache-server: {:?}",
+                String::from_utf8_lossy(&want[..want.len().min(600)]),
+                String::from_utf8_lossy(&got[..got.len().min(600)])
+            ));
+        }
+    }
+    failures
+}
+
+/// Fails the test with every difference listed, if there is any.
+pub fn assert_no_differences(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -10,7 +10,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use e2e_tests::bins::OurServer;
-use e2e_tests::differential::{exchange, start_pair, stat_value};
+use e2e_tests::differential::{
+    assert_no_differences, differing_cases, exchange, start_pair, stat_value,
+};
 use e2e_tests::external::{skip, Memcached};
 
 fn cases() -> Vec<(String, Vec<u8>, bool)> {
@@ -143,24 +145,8 @@ fn same_replies_as_memcached() {
     };
     let ours = OurServer::start("cache-server", &["-p", "0", "-U", "0", "-t", "2"])
         .expect("start cache-server");
-    let mut failures = Vec::new();
-    for (name, input, closes) in cases() {
-        let want = exchange(mc.addr(), &input, closes);
-        let got = exchange(ours.addr(), &input, closes);
-        if want != got {
-            failures.push(format!(
-                "case {name:?}:\n  memcached:    {:?}\n  cache-server: {:?}",
-                String::from_utf8_lossy(&want[..want.len().min(600)]),
-                String::from_utf8_lossy(&got[..got.len().min(600)])
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} differences:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    let failures = differing_cases(mc.addr(), ours.addr(), cases());
+    assert_no_differences(&failures);
 }
 
 /// With `-F`, every well-formed `flush_all` is refused with `CLIENT_ERROR flush_all not

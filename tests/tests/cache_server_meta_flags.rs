@@ -11,7 +11,9 @@
 //! `mn` is the sentinel that ends a reply (see `e2e_tests::differential::exchange`).
 
 use e2e_tests::bins::OurServer;
-use e2e_tests::differential::{exchange, start_pair, stat_value};
+use e2e_tests::differential::{
+    assert_no_differences, differing_cases, exchange, start_pair, stat_value,
+};
 
 /// `O` plus `n` bytes of opaque.
 fn opaque(n: usize) -> String {
@@ -124,18 +126,10 @@ fn meta_flags_like_memcached() {
     let Some((mc, ours)) = start_pair("meta_flags_like_memcached", &["-t", "1"]) else {
         return;
     };
-    let mut failures = Vec::new();
-    for (name, input) in cases() {
-        let want = exchange(mc.addr(), &input, false);
-        let got = exchange(ours.addr(), &input, false);
-        if want != got {
-            failures.push(format!(
-                "case {name:?}:\n  memcached:    {:?}\n  cache-server: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
+    let cases = cases()
+        .into_iter()
+        .map(|(name, input)| (name, input, false));
+    let mut failures = differing_cases(mc.addr(), ours.addr(), cases);
     // The same sessions count the same way (`md` EX is a delete miss, ...).
     let stats_mc = exchange(mc.addr(), b"stats\r\n", false);
     let stats_ours = exchange(ours.addr(), b"stats\r\n", false);
@@ -153,12 +147,7 @@ fn meta_flags_like_memcached() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} differences:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_differences(&failures);
 }
 
 /// Flags from newer memcached that 1.6.18 answers `invalid flag` to: `E` (explicit CAS) and
