@@ -148,6 +148,20 @@ pub fn memcached_path() -> Option<PathBuf> {
     find_program("memcached")
 }
 
+/// `n` fresh memcached processes, or `None` (with a printed skip for `test`) when
+/// memcached is not installed.
+pub fn memcacheds(test: &str, n: usize) -> Option<Vec<Memcached>> {
+    if memcached_path().is_none() {
+        skip(test, "memcached is not installed");
+        return None;
+    }
+    Some(
+        (0..n)
+            .map(|_| Memcached::start().expect("start memcached"))
+            .collect(),
+    )
+}
+
 /// A real `memcached` listening on a loopback address; killed on drop.
 #[derive(Debug)]
 pub struct Memcached {

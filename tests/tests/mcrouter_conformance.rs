@@ -15,20 +15,8 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use e2e_tests::external::{free_port, memcached_path, skip, Memcached};
+use e2e_tests::external::{free_port, memcacheds, Memcached};
 use e2e_tests::router_support::{wait_until, Client, Router};
-
-fn memcacheds(test: &str, n: usize) -> Option<Vec<Memcached>> {
-    if memcached_path().is_none() {
-        skip(test, "memcached is not installed");
-        return None;
-    }
-    Some(
-        (0..n)
-            .map(|_| Memcached::start().expect("start memcached"))
-            .collect(),
-    )
-}
 
 fn list(servers: &[&Memcached]) -> String {
     servers

@@ -11,23 +11,11 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use e2e_tests::bins::{bin_path, OurServer};
 use e2e_tests::external::{
-    find_program, memcached_path, python_has_module, run_python, skip, Memcached,
+    find_program, memcacheds, python_has_module, run_python, skip, Memcached,
 };
 use e2e_tests::router_support::{
     pool_config, refused_config, wait_until, Client, MockBackend, Router,
 };
-
-fn three_memcached(test: &str) -> Option<Vec<Memcached>> {
-    if memcached_path().is_none() {
-        skip(test, "memcached is not installed");
-        return None;
-    }
-    Some(
-        (0..3)
-            .map(|_| Memcached::start().expect("start memcached"))
-            .collect(),
-    )
-}
 
 fn servers(ms: &[Memcached]) -> Vec<String> {
     ms.iter().map(|m| m.server_string()).collect()
@@ -35,7 +23,7 @@ fn servers(ms: &[Memcached]) -> Vec<String> {
 
 #[test]
 fn commands_through_three_memcached() -> Result<()> {
-    let Some(ms) = three_memcached("commands_through_three_memcached") else {
+    let Some(ms) = memcacheds("commands_through_three_memcached", 3) else {
         return Ok(());
     };
     check_commands(&servers(&ms))
@@ -234,7 +222,7 @@ fn pymemcache_through_the_router() -> Result<()> {
         );
         return Ok(());
     }
-    let Some(ms) = three_memcached("pymemcache_through_the_router") else {
+    let Some(ms) = memcacheds("pymemcache_through_the_router", 3) else {
         return Ok(());
     };
     let router = Router::start(&pool_config(&servers(&ms)), &[])?;
@@ -282,7 +270,7 @@ fn libmemcached_tools_through_the_router() -> Result<()> {
         );
         return Ok(());
     }
-    let Some(ms) = three_memcached("libmemcached_tools_through_the_router") else {
+    let Some(ms) = memcacheds("libmemcached_tools_through_the_router", 3) else {
         return Ok(());
     };
     let router = Router::start(&pool_config(&servers(&ms)), &[])?;
@@ -317,7 +305,7 @@ fn libmemcached_tools_through_the_router() -> Result<()> {
 
 #[test]
 fn killed_backend_fails_only_its_keys_then_recovers() -> Result<()> {
-    let Some(mut ms) = three_memcached("killed_backend_fails_only_its_keys_then_recovers") else {
+    let Some(mut ms) = memcacheds("killed_backend_fails_only_its_keys_then_recovers", 3) else {
         return Ok(());
     };
     let router = Router::start(
@@ -395,7 +383,7 @@ fn killed_backend_fails_only_its_keys_then_recovers() -> Result<()> {
 
 #[test]
 fn config_reload_under_traffic_fails_no_request() -> Result<()> {
-    let Some(ms) = three_memcached("config_reload_under_traffic_fails_no_request") else {
+    let Some(ms) = memcacheds("config_reload_under_traffic_fails_no_request", 3) else {
         return Ok(());
     };
     let all = servers(&ms);

@@ -13,20 +13,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e_tests::external::{free_port, memcached_path, skip, Memcached};
+use e2e_tests::external::{free_port, memcacheds};
 use e2e_tests::router_support::{pool_config, refused_config, Client, Router};
-
-fn memcacheds(test: &str, n: usize) -> Option<Vec<Memcached>> {
-    if memcached_path().is_none() {
-        skip(test, "memcached is not installed");
-        return None;
-    }
-    Some(
-        (0..n)
-            .map(|_| Memcached::start().expect("start memcached"))
-            .collect(),
-    )
-}
 
 /// A pool config with pools `A` and `B` and the given route (JSON).
 fn two_pool_config(a: &[String], b: &[String], route: &str) -> String {
