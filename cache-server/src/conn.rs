@@ -457,7 +457,7 @@ impl Conn {
                         ThreadStats::incr(&ts.store_too_large);
                     }
                     let before = self.wbuf.len();
-                    parse_error_reply(&e, &buf[..e.consumed], sh, ts, &mut self.wbuf);
+                    parse_error_reply(&e, sh, ts, &mut self.wbuf);
                     if trace() {
                         verbose::command(fd, &buf[..e.consumed]);
                         if e.noreply && self.wbuf.len() == before && e.kind != ErrorKind::Http {

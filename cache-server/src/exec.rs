@@ -474,14 +474,11 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
 /// rather than the exptime error. Runs only on the error path.
 pub fn parse_error_reply(
     e: &protocol::ParseError,
-    request: &[u8],
     sh: &Shared,
     ts: &ThreadStats,
     out: &mut Vec<u8>,
 ) {
-    if e.kind == protocol::ErrorKind::InvalidExptime
-        && request.trim_ascii_start().starts_with(b"flush_all ")
-    {
+    if e.kind == protocol::ErrorKind::InvalidFlushDelay {
         ThreadStats::incr(&ts.cmd_flush);
         if sh.settings.disable_flush {
             if !e.noreply {

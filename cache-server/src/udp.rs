@@ -90,8 +90,7 @@ fn answer(mut payload: &[u8], sh: &Shared, ts: &ThreadStats, out: &mut Vec<u8>) 
             // A request cut off by the end of the datagram cannot be completed.
             Ok(None) => return,
             Err(e) => {
-                let line = &payload[..e.consumed.min(payload.len())];
-                crate::exec::parse_error_reply(&e, line, sh, ts, out);
+                crate::exec::parse_error_reply(&e, sh, ts, out);
                 if e.close {
                     return;
                 }

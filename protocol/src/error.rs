@@ -16,6 +16,10 @@ pub enum ErrorKind {
     LineTooLong,
     #[error("CLIENT_ERROR invalid exptime argument")]
     InvalidExptime,
+    /// `flush_all <delay>` with a delay that is not a number: the exptime error's reply,
+    /// kept apart because a server counts the flush (and checks `-F`) first.
+    #[error("CLIENT_ERROR invalid exptime argument")]
+    InvalidFlushDelay,
     #[error("CLIENT_ERROR invalid numeric delta argument")]
     InvalidDelta,
     #[error("SERVER_ERROR object too large for cache")]
@@ -69,7 +73,9 @@ impl ErrorKind {
             }
             ErrorKind::BadDataChunk => "CLIENT_ERROR bad data chunk",
             ErrorKind::LineTooLong => "CLIENT_ERROR line too long",
-            ErrorKind::InvalidExptime => "CLIENT_ERROR invalid exptime argument",
+            ErrorKind::InvalidExptime | ErrorKind::InvalidFlushDelay => {
+                "CLIENT_ERROR invalid exptime argument"
+            }
             ErrorKind::InvalidDelta => "CLIENT_ERROR invalid numeric delta argument",
             ErrorKind::TooLarge => "SERVER_ERROR object too large for cache",
             ErrorKind::InvalidFlag => "CLIENT_ERROR invalid flag",

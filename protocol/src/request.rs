@@ -769,7 +769,7 @@ pub fn parse_request<'a>(
             let delay = if nargs >= 1 && a(0) != b"noreply" {
                 Some(
                     parse_i32(a(0))
-                        .ok_or_else(|| err(ErrorKind::InvalidExptime).noreply(noreply))?,
+                        .ok_or_else(|| err(ErrorKind::InvalidFlushDelay).noreply(noreply))?,
                 )
             } else {
                 None

@@ -395,7 +395,7 @@ fn other_commands() {
                 noreply: false,
             }),
         ),
-        (b"flush_all abc\r\n", err(ErrorKind::InvalidExptime, 15)),
+        (b"flush_all abc\r\n", err(ErrorKind::InvalidFlushDelay, 15)),
         (b"flush_all 1 2 3\r\n", err(ErrorKind::Error, 17)),
         (b"version\r\n", Req(Request::Version)),
         (b"version x\r\n", Req(Request::Version)),
