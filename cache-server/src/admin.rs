@@ -3,6 +3,7 @@
 //! with memcached 1.6.18's replies (proto_text.c `process_lru_command`,
 //! `process_stat` "cachedump", items.c `item_cachedump`, stats_prefix.c).
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
@@ -196,7 +197,10 @@ pub fn cachedump(sh: &Shared, rest: &[u8], out: &mut Vec<u8>) {
 /// first within a bucket, so `stats detail dump` lists prefixes in memcached's order.
 ///
 /// Costs nothing while off: callers test [`PrefixStats::enabled`] (one relaxed load)
-/// before recording.
+/// before recording. While on, a key's prefix is found through an exact-match index with a
+/// per-process random hash, so a client cannot make lookups slow by choosing prefixes that
+/// share a bucket (MurmurHash3 with seed 0 is public); the buckets are scanned only the
+/// first time a prefix is seen.
 pub struct PrefixStats {
     enabled: AtomicBool,
     delimiter: u8,
@@ -205,8 +209,13 @@ pub struct PrefixStats {
 
 #[derive(Default)]
 struct PrefixTable {
-    buckets: Vec<Vec<PrefixEntry>>,
-    len: usize,
+    /// Entry numbers per MurmurHash3 bucket, oldest first.
+    buckets: Vec<Vec<u32>>,
+    entries: Vec<PrefixEntry>,
+    /// A prefix as seen in keys -> its entry. Besides every entry's own prefix, holds the
+    /// shorter prefixes memcached's `strncmp` lets match a longer entry (at most
+    /// [`MAX_PREFIXES`] of those).
+    index: HashMap<Box<[u8]>, u32, ahash::RandomState>,
 }
 
 struct PrefixEntry {
@@ -220,8 +229,54 @@ struct PrefixEntry {
 const PREFIX_HASH_SIZE: usize = 256;
 /// At most this many prefixes are tracked (memcached has no cap); keys with a prefix first
 /// seen after that are not counted, so `stats detail on` under high-cardinality prefixes
-/// costs at most about 1.5 MiB.
+/// costs at most about 2 MiB.
 pub const MAX_PREFIXES: usize = 4096;
+
+impl PrefixTable {
+    /// The entry counting `prefix`, created if the table has room.
+    fn entry(&mut self, prefix: &[u8]) -> Option<&mut PrefixEntry> {
+        if let Some(&i) = self.index.get(prefix) {
+            return Some(&mut self.entries[i as usize]);
+        }
+        if self.entries.len() >= MAX_PREFIXES {
+            // Full: no bucket scan for prefixes never seen, so the cost stays one lookup.
+            return None;
+        }
+        if self.buckets.is_empty() {
+            self.buckets.resize_with(PREFIX_HASH_SIZE, Vec::new);
+        }
+        let bucket = &mut self.buckets[murmur3_32(prefix) as usize % PREFIX_HASH_SIZE];
+        // Searched newest first. memcached compares with `strncmp` over the new prefix's
+        // length, so a stored longer prefix that starts with it matches too.
+        let entries = &self.entries;
+        let found = bucket.iter().rev().copied().find(|&i| {
+            let p = &entries[i as usize].prefix;
+            p.len() >= prefix.len() && &p[..prefix.len()] == prefix
+        });
+        let i = match found {
+            Some(i) => {
+                if self.index.len() < 2 * MAX_PREFIXES {
+                    self.index.insert(prefix.into(), i);
+                }
+                i
+            }
+            None => {
+                let i = self.entries.len() as u32;
+                bucket.push(i);
+                self.entries.push(PrefixEntry {
+                    prefix: prefix.into(),
+                    gets: 0,
+                    hits: 0,
+                    sets: 0,
+                    deletes: 0,
+                });
+                self.index.insert(prefix.into(), i);
+                i
+            }
+        };
+        Some(&mut self.entries[i as usize])
+    }
+}
 
 impl PrefixStats {
     pub fn new(delimiter: u8) -> Self {
@@ -268,35 +323,9 @@ impl PrefixStats {
         let Some(len) = len else {
             return;
         };
-        let prefix = &key[..len];
-        let bucket = murmur3_32(prefix) as usize % PREFIX_HASH_SIZE;
-        let mut guard = self.table.lock();
-        let t = &mut *guard;
-        if t.buckets.is_empty() {
-            t.buckets.resize_with(PREFIX_HASH_SIZE, Vec::new);
+        if let Some(e) = self.table.lock().entry(&key[..len]) {
+            f(e);
         }
-        let list = &mut t.buckets[bucket];
-        // Newest last; searched newest first. memcached compares with `strncmp` over the
-        // new prefix's length, so a stored longer prefix that starts with it matches too.
-        let found = list
-            .iter()
-            .rposition(|e| e.prefix.len() >= len && &e.prefix[..len] == prefix);
-        let i = match found {
-            Some(i) => i,
-            None if t.len >= MAX_PREFIXES => return,
-            None => {
-                t.len += 1;
-                list.push(PrefixEntry {
-                    prefix: prefix.into(),
-                    gets: 0,
-                    hits: 0,
-                    sets: 0,
-                    deletes: 0,
-                });
-                list.len() - 1
-            }
-        };
-        f(&mut list[i]);
     }
 
     pub fn record_get(&self, key: &[u8], hit: bool) {
@@ -318,7 +347,7 @@ impl PrefixStats {
     pub fn dump(&self, out: &mut Vec<u8>) {
         let t = self.table.lock();
         for list in t.buckets.iter() {
-            for e in list.iter().rev() {
+            for e in list.iter().rev().map(|&i| &t.entries[i as usize]) {
                 out.extend_from_slice(b"PREFIX ");
                 out.extend_from_slice(&e.prefix);
                 let _ = write!(
@@ -423,6 +452,55 @@ mod tests {
         assert_eq!(text.lines().count(), MAX_PREFIXES + 1, "prefixes + END");
         assert!(text.contains("PREFIX p0 get 0 hit 0 set 2 del 0\r\n"));
         assert!(!text.contains(&format!("PREFIX p{} ", MAX_PREFIXES)));
+    }
+
+    #[test]
+    fn shorter_prefix_in_the_same_bucket_counts_for_the_longer_one_as_in_memcached() {
+        // memcached compares with strncmp over the new prefix's length: a new prefix that
+        // starts a stored one in its bucket is counted as that one. Find such a pair.
+        let bucket = |p: &[u8]| murmur3_32(p) as usize % PREFIX_HASH_SIZE;
+        let (long, short) = (0..10_000)
+            .map(|i| format!("q{i}xyzw"))
+            .find_map(|l| {
+                (1..l.len())
+                    .find(|&n| bucket(&l.as_bytes()[..n]) == bucket(l.as_bytes()))
+                    .map(|n| (l.clone(), l[..n].to_string()))
+            })
+            .expect("a pair in 10k strings");
+        let p = PrefixStats::new(b':');
+        p.record_set(format!("{long}:1").as_bytes());
+        p.record_set(format!("{short}:1").as_bytes());
+        p.record_get(format!("{short}:2").as_bytes(), true);
+        let mut out = Vec::new();
+        p.dump(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("PREFIX {long} get 1 hit 1 set 2 del 0\r\nEND\r\n")
+        );
+    }
+
+    #[test]
+    fn many_prefixes_in_one_bucket_are_each_counted() {
+        let bucket = |p: &[u8]| murmur3_32(p) as usize % PREFIX_HASH_SIZE;
+        let same: Vec<String> = (0..200_000)
+            .map(|i| format!("b{i}"))
+            .filter(|s| bucket(s.as_bytes()) == 7)
+            .take(300)
+            .collect();
+        assert_eq!(same.len(), 300);
+        let p = PrefixStats::new(b':');
+        for s in &same {
+            p.record_set(format!("{s}:k").as_bytes());
+            p.record_delete(format!("{s}:k").as_bytes());
+        }
+        let mut out = Vec::new();
+        p.dump(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        // Newest first within the bucket, as memcached lists them.
+        let listed: Vec<&str> = text.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+        let expected: Vec<&str> = same.iter().rev().map(String::as_str).collect();
+        assert_eq!(listed[..300], expected[..]);
+        assert!(text.lines().take(300).all(|l| l.ends_with(" set 1 del 1")));
     }
 
     #[test]
