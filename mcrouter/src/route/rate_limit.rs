@@ -3,8 +3,21 @@
 //! without reaching `target`, as mcrouter does.
 //!
 //! Config: `{"type": "RateLimitRoute", "target": ..., "rates": {"gets_rate": 1000,
-//! "gets_burst": 100, "sets_rate": 500, "deletes_rate": 100}}` (per second; burst
-//! defaults to the rate).
+//! "gets_burst": 100, "sets_rate": 500, "deletes_rate": 100}}` (per second).
+//!
+//! As mcrouter's `RateLimiter` (`mcrouter/routes/RateLimiter.{h,cpp}`, operation
+//! classes from `mcrouter/lib/OperationTraits.h` / `McOperationTraits.h`):
+//!
+//! - `gets_rate` limits the get-like operations (get, gets, lease-get, metaget; here
+//!   also `gat`/`gats`, `mg` and `me`), `sets_rate` the update-like ones (set, add,
+//!   replace, append, prepend, cas, lease-set; here also `ms`), `deletes_rate` the
+//!   delete-like ones (delete, `md`). Everything else (incr, decr, `ma`, touch,
+//!   flush_all) is never limited: mcrouter's `canPassThrough` is `true` for operations
+//!   that are not get-, update- or delete-like.
+//! - A class without `<class>_rate` is not limited; a rate must be a positive number.
+//! - `<class>_burst` defaults to the rate (not to 1); when given it must be positive. A
+//!   burst below 1 lets nothing of that class through (a token bucket that can never
+//!   hold one whole token), as in mcrouter.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,7 +28,7 @@ use parking_lot::Mutex;
 use super::{join, ready, Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
 use crate::reply::Reply;
-use crate::request::Req;
+use crate::request::{Op, Req};
 
 #[derive(Debug)]
 pub struct Bucket {
@@ -44,6 +57,41 @@ impl Bucket {
             true
         } else {
             false
+        }
+    }
+}
+
+/// The operation classes mcrouter's `RateLimiter` has a bucket for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Gets,
+    Sets,
+    Deletes,
+}
+
+impl Class {
+    /// The bucket `op` takes a token from; `None`: never limited (arithmetic, touch,
+    /// flush_all), as mcrouter's `canPassThrough` for `OtherThan<GetLike, UpdateLike,
+    /// DeleteLike>`.
+    pub fn of(op: Op) -> Option<Class> {
+        match op {
+            Op::Get
+            | Op::Gets
+            | Op::Gat
+            | Op::Gats
+            | Op::MetaGet
+            | Op::MetaDebug
+            | Op::LeaseGet => Some(Class::Gets),
+            Op::Set
+            | Op::Add
+            | Op::Replace
+            | Op::Append
+            | Op::Prepend
+            | Op::Cas
+            | Op::MetaSet
+            | Op::LeaseSet => Some(Class::Sets),
+            Op::Delete | Op::MetaDelete => Some(Class::Deletes),
+            Op::Incr | Op::Decr | Op::MetaArithmetic | Op::Touch | Op::FlushAll => None,
         }
     }
 }
@@ -78,15 +126,11 @@ impl Route for RateLimitRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        let op = req.op();
-        let bucket = if op.is_get() {
-            &self.gets
-        } else if op.is_delete() {
-            &self.deletes
-        } else if op.is_update() {
-            &self.sets
-        } else {
-            &None
+        let bucket = match Class::of(req.op()) {
+            Some(Class::Gets) => &self.gets,
+            Some(Class::Sets) => &self.sets,
+            Some(Class::Deletes) => &self.deletes,
+            None => &None,
         };
         match bucket {
             Some(b) if !b.take() => ready(Reply::default_for(&req)),
@@ -112,8 +156,8 @@ pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> 
 }
 
 /// `target` behind the limits of a `rates` object (mcrouter's `RateLimiter`: each
-/// `<class>_rate` positive, `<class>_burst` defaulting to the rate). Also used for
-/// PoolRoute's `rates`.
+/// `<class>_rate` positive, `<class>_burst` positive and defaulting to the rate). Also
+/// used for PoolRoute's `rates`.
 pub fn from_rates(
     target: RouteRef,
     rates: &serde_json::Value,
@@ -133,7 +177,11 @@ pub fn from_rates(
         let burst = rn.f64_field(&format!("{class}_burst"))?;
         match rate {
             None => Ok(None),
-            Some(r) if r > 0.0 => Ok(Some(Bucket::new(r, burst.unwrap_or(r).max(1.0)))),
+            Some(r) if r > 0.0 => match burst {
+                None => Ok(Some(Bucket::new(r, r))),
+                Some(b) if b > 0.0 => Ok(Some(Bucket::new(r, b))),
+                Some(_) => Err(rn.err(&format!("{class}_burst"), "expected a positive number")),
+            },
             Some(_) => Err(rn.err(&format!("{class}_rate"), "expected a positive number")),
         }
     };
@@ -166,5 +214,76 @@ mod tests {
             r.route(Mock::req("get k\r\n"), &ctx).await;
             assert_eq!(m.count(), 4);
         });
+    }
+
+    /// Which operations take a token from which bucket (mcrouter's `RateLimiter`:
+    /// get-, update- and delete-like; the rest pass unlimited).
+    #[test]
+    fn only_get_update_and_delete_like_operations_are_limited() {
+        run(|ctx| async move {
+            let m = Mock::replying("STORED\r\n");
+            let empty = || Some(Bucket::new(0.001, 1.0));
+            // Every bucket exhausted after one request of its class.
+            let r = RateLimitRoute::new(m.r(), empty(), empty(), empty());
+            for line in ["get k\r\n", "set k 0 0 1\r\nx\r\n", "delete k\r\n"] {
+                r.route(Mock::req(line), &ctx).await;
+            }
+            assert_eq!(m.count(), 3);
+            let limited = [
+                "get k\r\n",
+                "gets k\r\n",
+                "gat 0 k\r\n",
+                "mg k v\r\n",
+                "lease-get k\r\n",
+                "set k 0 0 1\r\nx\r\n",
+                "add k 0 0 1\r\nx\r\n",
+                "append k 0 0 1\r\nx\r\n",
+                "cas k 0 0 1 1\r\nx\r\n",
+                "ms k 1\r\nx\r\n",
+                "delete k\r\n",
+                "md k\r\n",
+            ];
+            for line in limited {
+                r.route(Mock::req(line), &ctx).await;
+                assert_eq!(m.count(), 3, "{line:?} should be limited");
+            }
+            let unlimited = ["incr k 1\r\n", "decr k 1\r\n", "touch k 10\r\n", "ma k\r\n"];
+            for (i, line) in unlimited.iter().enumerate() {
+                for _ in 0..3 {
+                    r.route(Mock::req(line), &ctx).await;
+                }
+                assert_eq!(m.count(), 3 + 3 * (i + 1), "{line:?} is never limited");
+            }
+        });
+    }
+
+    fn rates(json: &str) -> Result<RateLimitRoute, String> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        from_rates(Mock::replying("END\r\n").r(), &v, "route.rates").map_err(|e| e.to_string())
+    }
+
+    /// The burst defaults to the rate (not to at least one token) and must be positive.
+    #[test]
+    fn burst_defaults_to_the_rate() {
+        let r = rates(r#"{"sets_rate": 4}"#).unwrap();
+        let b = r.sets.as_ref().unwrap();
+        assert_eq!((b.rate, b.burst), (4.0, 4.0));
+        assert!(r.gets.is_none() && r.deletes.is_none());
+        let r = rates(r#"{"gets_rate": 0.5}"#).unwrap();
+        assert_eq!(r.gets.as_ref().unwrap().burst, 0.5);
+        // A burst below one token lets nothing through.
+        assert!(!r.gets.as_ref().unwrap().take());
+        let r = rates(r#"{"deletes_rate": 10, "deletes_burst": 3}"#).unwrap();
+        assert_eq!(r.deletes.as_ref().unwrap().burst, 3.0);
+        let e = rates(r#"{"sets_rate": 10, "sets_burst": 0}"#).unwrap_err();
+        assert!(
+            e.contains("route.rates.sets_burst: expected a positive number"),
+            "{e}"
+        );
+        let e = rates(r#"{"gets_rate": -1}"#).unwrap_err();
+        assert!(
+            e.contains("route.rates.gets_rate: expected a positive number"),
+            "{e}"
+        );
     }
 }
