@@ -9,12 +9,39 @@
 //! "deletes": [...]}`, where an operation kind left out keeps the default. The first
 //! child is the primary; the rest are tried in order (a gutter pool is a FailoverRoute's
 //! second child).
+//!
+//! As mcrouter's `FailoverRoute` (`mcrouter/routes/FailoverRoute.h`, options read by
+//! `makeFailoverRouteWithPolicyAndFailoverError` in `FailoverRoute-inl.h`) it also takes:
+//!
+//! - `"failover_limit": {"rate": 0.1, "burst": 1000}`: at most that share of the
+//!   requests fails over ([`FailoverLimiter`]); over the budget the reply in hand is
+//!   returned (the primary's error).
+//! - `"failover_policy"` (`FailoverPolicy.h`): `{"type": "InOrderPolicy", "max_tries":
+//!   N, "exclude_errors": [...]}` (also `FailoverInOrderPolicy`; the default, every
+//!   child in order; `max_tries` caps the counted error replies, as mcrouter's
+//!   `FailoverInOrderPolicy::maxErrorTries`; `max_error_tries` is accepted as the same
+//!   cap) or `{"type": "DeterministicOrderPolicy", "max_tries": N, "max_error_tries":
+//!   M, "hash": {"hash_func": "Ch3" | "WeightedCh3", "weights": [...]},
+//!   "exclude_errors": [...], "ignore_normal_reply_index": false}` (both counts
+//!   required; the route's own `hash` wins over the policy's). TKO replies (`tko`,
+//!   `connect_error`, `connect_timeout`) and `exclude_errors` do not count as error
+//!   tries, and failing over from a TKO takes no `failover_limit` token. Other policy
+//!   types are a config error (mcrouter falls back to in-order for unknown names;
+//!   `LeastFailuresPolicy` and `RendezvousPolicy` are not implemented here).
+//! - `"failover_tag": bool` is checked and ignored (mcrouter uses it for Carbon reply
+//!   fields the text protocol does not carry).
 
+use std::io::Write as _;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{Ctx, Node, Route, RouteFuture, RouteRef};
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use super::{destinations_for, join, Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
+use crate::hash::{routing_key, HashFunc};
 use crate::reply::{ErrorClass, ErrorSet, Reply};
 use crate::request::{Op, Req};
 
@@ -66,21 +93,6 @@ impl FailoverErrors {
     }
 }
 
-#[derive(Debug)]
-pub struct FailoverRoute {
-    children: Arc<[RouteRef]>,
-    errors: FailoverErrors,
-}
-
-impl FailoverRoute {
-    pub fn new(children: Vec<RouteRef>, errors: FailoverErrors) -> Self {
-        FailoverRoute {
-            children: children.into(),
-            errors,
-        }
-    }
-}
-
 /// Route to `children[order[0]]`, then the next on failover errors.
 pub fn failover_in_order(
     children: Arc<[RouteRef]>,
@@ -104,37 +116,487 @@ pub fn failover_in_order(
     })
 }
 
+/// `failover_limit`: mcrouter's `FailoverRateLimiter`
+/// (`mcrouter/routes/FailoverRateLimiter.{h,cpp}`), a token bucket whose clock is the
+/// number of requests the route has handled, not time: `rate` (clamped to `[0, 1]`) is
+/// the share of requests that may fail over, `burst` (at least 1, default
+/// [`DEFAULT_FAILOVER_BURST`]) the depth. The bucket starts full. Every request adds
+/// `rate` tokens once its first reply is in; each failover away from a reply that is
+/// not a TKO (`tko`, `connect_error`, `connect_timeout`: nothing was sent) takes one.
+/// Without a token the route answers the reply it has (the primary's error for the
+/// first failover).
+///
+/// mcrouter keeps one limiter per proxy thread; the route tree here is shared by the
+/// workers, so the budget is for the whole router.
+#[derive(Debug)]
+pub struct FailoverLimiter {
+    rate: f64,
+    burst: f64,
+    total: AtomicU64,
+    /// folly `TokenBucket`'s `zeroTime`: the clock value at which the bucket was empty.
+    zero: Mutex<f64>,
+}
+
+/// mcrouter's `kDefaultBurst` for `failover_limit`.
+pub const DEFAULT_FAILOVER_BURST: f64 = 1000.0;
+
+impl FailoverLimiter {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        FailoverLimiter {
+            rate: rate.clamp(0.0, 1.0),
+            burst: burst.max(1.0),
+            total: AtomicU64::new(0),
+            // "allow `burst` requests at time 0".
+            zero: Mutex::new(-1e6),
+        }
+    }
+
+    /// A request got its first reply.
+    fn bump(&self) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Take a token for one failover, if there is one.
+    fn allowed(&self) -> bool {
+        let now = self.total.load(Ordering::Relaxed) as f64;
+        let mut zero = self.zero.lock();
+        let tokens = ((now - *zero) * self.rate).min(self.burst);
+        if tokens < 1.0 {
+            return false;
+        }
+        *zero = now - (tokens - 1.0) / self.rate;
+        true
+    }
+}
+
+/// The order a [`FailoverRoute`] tries its children in.
+#[derive(Debug, Clone)]
+pub enum FailoverOrder {
+    /// `children` in config order (mcrouter's `FailoverInOrderPolicy`, the default).
+    InOrder,
+    /// mcrouter's `FailoverDeterministicOrderPolicy`: the primary first, then children
+    /// picked by hashing the key with salts 2, 3, ... over all the children, skipping
+    /// the ones already tried (at most 100 draws per pick).
+    Deterministic {
+        func: HashFunc,
+        /// Skip the failover child that is the destination the primary already sent
+        /// to (mcrouter: unless `ignore_normal_reply_index`).
+        skip_primary_destination: bool,
+    },
+}
+
+/// `failover_policy`: which children, in what order, and how many errors to accept.
+#[derive(Debug, Clone)]
+pub struct FailoverPolicy {
+    pub order: FailoverOrder,
+    /// Children tried at most, the primary included.
+    pub max_tries: usize,
+    /// After this many counted error replies no other child is tried. TKO replies
+    /// (`tko`, `connect_error`, `connect_timeout`) and `exclude_errors` do not count.
+    pub max_error_tries: usize,
+    pub exclude_errors: ErrorSet,
+}
+
+impl FailoverPolicy {
+    /// Every child in order until one answers (mcrouter's default).
+    pub fn in_order(children: usize) -> Self {
+        FailoverPolicy {
+            order: FailoverOrder::InOrder,
+            max_tries: children,
+            max_error_tries: usize::MAX,
+            exclude_errors: ErrorSet::default(),
+        }
+    }
+}
+
+/// The failover children of one request, in policy order.
+enum Picker {
+    InOrder(usize),
+    Deterministic { salt: u32, used: Vec<bool> },
+}
+
+impl Picker {
+    fn new(policy: &FailoverPolicy, children: &[RouteRef], req: &Req) -> Picker {
+        match &policy.order {
+            FailoverOrder::InOrder => Picker::InOrder(0),
+            FailoverOrder::Deterministic {
+                skip_primary_destination,
+                ..
+            } => {
+                let mut used = vec![false; children.len()];
+                used[0] = true;
+                if *skip_primary_destination {
+                    if let Some(i) = primary_destination_index(children, req) {
+                        used[i] = true;
+                    }
+                }
+                Picker::Deterministic { salt: 1, used }
+            }
+        }
+    }
+
+    fn next(&mut self, policy: &FailoverPolicy, req: &Req) -> usize {
+        match self {
+            Picker::InOrder(i) => {
+                *i += 1;
+                *i
+            }
+            Picker::Deterministic { salt, used } => {
+                let FailoverOrder::Deterministic { func, .. } = &policy.order else {
+                    unreachable!("a deterministic picker has a deterministic policy")
+                };
+                let key = routing_key(req.routing_key());
+                let mut buf = Vec::with_capacity(key.len() + 10);
+                let mut index = 0;
+                for attempt in 0..=MAX_PICK_ATTEMPTS {
+                    *salt += 1;
+                    buf.clear();
+                    buf.extend_from_slice(key);
+                    let _ = write!(buf, "{salt}");
+                    index = func.pick(&buf);
+                    if !used[index] || attempt == MAX_PICK_ATTEMPTS {
+                        break;
+                    }
+                }
+                used[index] = true;
+                index
+            }
+        }
+    }
+}
+
+/// mcrouter's `maxAttempts` for one deterministic pick.
+const MAX_PICK_ATTEMPTS: u32 = 100;
+
+/// The failover child (index >= 1) that is the one destination the primary sends `req`
+/// to, if any (mcrouter skips `children[selectedIndex + 1]`, the position in the
+/// failover list of the server the normal route's hash picked).
+fn primary_destination_index(children: &[RouteRef], req: &Req) -> Option<usize> {
+    let primary = destinations_for(&children[0], req);
+    let [d] = primary.as_slice() else {
+        return None;
+    };
+    (1..children.len()).find(|&j| {
+        let c = destinations_for(&children[j], req);
+        c.len() == 1 && c[0].id == d.id
+    })
+}
+
+#[derive(Debug)]
+struct Inner {
+    children: Vec<RouteRef>,
+    errors: FailoverErrors,
+    limiter: Option<FailoverLimiter>,
+    policy: FailoverPolicy,
+}
+
+impl Inner {
+    /// mcrouter's `FailoverRoute::processReply`: whether to try another child after
+    /// `reply`, counting the try and taking a `failover_limit` token.
+    fn go_on(&self, op: Op, reply: &Reply, error_tries: &mut usize) -> bool {
+        if !self.errors.should_failover(op, reply) {
+            return false;
+        }
+        let class = reply.error_class();
+        let tko = matches!(
+            class,
+            Some(ErrorClass::Tko | ErrorClass::ConnectError | ErrorClass::ConnectTimeout)
+        );
+        if !tko {
+            if let Some(l) = &self.limiter {
+                if !l.allowed() {
+                    return false;
+                }
+            }
+            if !class.is_some_and(|c| self.policy.exclude_errors.contains(c)) {
+                *error_tries += 1;
+            }
+        }
+        true
+    }
+}
+
+#[derive(Debug)]
+pub struct FailoverRoute {
+    inner: Arc<Inner>,
+}
+
+impl FailoverRoute {
+    /// Every child in order, no limit.
+    pub fn new(children: Vec<RouteRef>, errors: FailoverErrors) -> Self {
+        let policy = FailoverPolicy::in_order(children.len());
+        Self::with_options(children, errors, None, policy)
+    }
+
+    pub fn with_options(
+        children: Vec<RouteRef>,
+        errors: FailoverErrors,
+        limiter: Option<FailoverLimiter>,
+        policy: FailoverPolicy,
+    ) -> Self {
+        FailoverRoute {
+            inner: Arc::new(Inner {
+                children,
+                errors,
+                limiter,
+                policy,
+            }),
+        }
+    }
+}
 impl Route for FailoverRoute {
     fn name(&self) -> String {
         "FailoverRoute".into()
     }
 
+    /// mcrouter's `FailoverRoute::doRoute`.
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        if self.children.len() == 1 {
-            return self.children[0].route(req, ctx);
+        let inner = &self.inner;
+        if inner.children.len() == 1 {
+            return inner.children[0].route(req, ctx);
         }
-        failover_in_order(
-            self.children.clone(),
-            (0..self.children.len()).collect(),
-            self.errors,
-            req,
-            ctx,
-        )
+        let first = inner.children[0].route(req.clone(), ctx);
+        let inner = inner.clone();
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            let op = req.op();
+            let mut reply = first.await;
+            if let Some(l) = &inner.limiter {
+                l.bump();
+            }
+            let mut error_tries = 0;
+            if !inner.go_on(op, &reply, &mut error_tries) {
+                return reply;
+            }
+            let policy = &inner.policy;
+            let mut picker = Picker::new(policy, &inner.children, &req);
+            for attempt in 1..policy.max_tries {
+                if error_tries >= policy.max_error_tries {
+                    break;
+                }
+                let i = picker.next(policy, &req);
+                reply = inner.children[i].route(req.clone(), &ctx).await;
+                if attempt + 1 == policy.max_tries || !inner.go_on(op, &reply, &mut error_tries) {
+                    break;
+                }
+            }
+            reply
+        })
     }
 
     fn children(&self) -> Vec<RouteRef> {
-        self.children.to_vec()
+        self.inner.children.clone()
     }
 
     fn children_for(&self, _req: &Req) -> Vec<RouteRef> {
-        self.children.to_vec()
+        self.inner.children.clone()
     }
+}
+
+/// mcrouter's failover policy names.
+pub const FAILOVER_POLICY_TYPES: &[&str] = &[
+    "InOrderPolicy",
+    "FailoverInOrderPolicy",
+    "DeterministicOrderPolicy",
+];
+
+/// `failover_limit`: `{"rate": r, "burst": b}` (mcrouter's `FailoverRateLimiter`).
+pub fn parse_failover_limit(node: &Node<'_>) -> Result<Option<FailoverLimiter>, ConfigError> {
+    let Some(v) = node.field("failover_limit") else {
+        return Ok(None);
+    };
+    let path = join(&node.path, "failover_limit");
+    let Some(obj) = v.as_object() else {
+        return Err(ConfigError::at(
+            path,
+            "expected an object {\"rate\": <0..1>, \"burst\": <at least 1>}",
+        ));
+    };
+    let n = Node {
+        path,
+        type_name: "failover_limit".into(),
+        obj: Some(obj),
+        arg: None,
+    };
+    let Some(rate) = n.f64_field("rate")? else {
+        return Err(n.err("rate", "missing; expected a number from 0 to 1"));
+    };
+    let burst = n.f64_field("burst")?.unwrap_or(DEFAULT_FAILOVER_BURST);
+    Ok(Some(FailoverLimiter::new(rate, burst)))
+}
+
+/// A positive whole number at `name` of the policy node, at most `cap` (mcrouter logs a
+/// larger one and uses `cap`).
+fn tries_field(n: &Node<'_>, name: &str, cap: usize) -> Result<Option<usize>, ConfigError> {
+    match n.field(name) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(t) if t >= 1 => Ok(Some((t as usize).min(cap))),
+            _ => Err(n.err(
+                name,
+                format!("expected a whole number of at least 1, got {v}"),
+            )),
+        },
+    }
+}
+
+/// `failover_policy` (mcrouter's `makeFailoverRouteWithFailoverErrorSettings` and
+/// `FailoverPolicy.h`) for a route with `children` children. The policy object's
+/// `hash` is overridden by the route's own `hash`, as in mcrouter.
+pub fn parse_failover_policy(
+    node: &Node<'_>,
+    children: usize,
+) -> Result<FailoverPolicy, ConfigError> {
+    let Some(v) = node.field("failover_policy") else {
+        return Ok(FailoverPolicy::in_order(children));
+    };
+    let path = join(&node.path, "failover_policy");
+    let Some(obj) = v.as_object() else {
+        return Err(ConfigError::at(path, "expected an object with a \"type\""));
+    };
+    let n = Node {
+        path,
+        type_name: "failover_policy".into(),
+        obj: Some(obj),
+        arg: None,
+    };
+    let Some(kind) = n.str_field("type")? else {
+        return Err(n.err(
+            "type",
+            format!(
+                "missing; expected one of {}",
+                FAILOVER_POLICY_TYPES.join(", ")
+            ),
+        ));
+    };
+    let exclude_errors = match n.field("exclude_errors") {
+        Some(list) => n.error_set("exclude_errors", list)?,
+        None => ErrorSet::default(),
+    };
+    match kind {
+        // mcrouter's FailoverInOrderPolicy: `max_tries` bounds the counted error tries
+        // (its `maxErrorTries()`), every child stays a candidate.
+        "InOrderPolicy" | "FailoverInOrderPolicy" => {
+            let max_tries = tries_field(&n, "max_tries", usize::MAX)?;
+            let max_error_tries = tries_field(&n, "max_error_tries", usize::MAX)?;
+            let limit = match (max_tries, max_error_tries) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => usize::MAX,
+            };
+            Ok(FailoverPolicy {
+                order: FailoverOrder::InOrder,
+                max_tries: children,
+                max_error_tries: limit,
+                exclude_errors,
+            })
+        }
+        "DeterministicOrderPolicy" => {
+            let Some(max_tries) = tries_field(&n, "max_tries", children)? else {
+                return Err(n.err("max_tries", "missing; DeterministicOrderPolicy needs it"));
+            };
+            let Some(max_error_tries) = tries_field(&n, "max_error_tries", max_tries)? else {
+                return Err(n.err(
+                    "max_error_tries",
+                    "missing; DeterministicOrderPolicy needs it",
+                ));
+            };
+            let ignore = n.bool_field("ignore_normal_reply_index")?.unwrap_or(false);
+            // The route's `hash` wins over the policy's.
+            let (hash, hash_path) = match node.field("hash") {
+                Some(h) => (Some(h), join(&node.path, "hash")),
+                None => (n.field("hash"), join(&n.path, "hash")),
+            };
+            let func = deterministic_hash(hash, &hash_path, children)?;
+            Ok(FailoverPolicy {
+                order: FailoverOrder::Deterministic {
+                    func,
+                    skip_primary_destination: !ignore,
+                },
+                max_tries,
+                max_error_tries,
+                exclude_errors,
+            })
+        }
+        "LeastFailuresPolicy" | "RendezvousPolicy" => Err(n.err(
+            "type",
+            format!(
+                "{kind:?} is not supported by this router; expected one of {}",
+                FAILOVER_POLICY_TYPES.join(", ")
+            ),
+        )),
+        other => Err(n.err(
+            "type",
+            format!(
+                "unknown failover policy {other:?}; expected one of {}",
+                FAILOVER_POLICY_TYPES.join(", ")
+            ),
+        )),
+    }
+}
+
+/// DeterministicOrderPolicy's hash over the route's children: `Ch3` (default) or
+/// `WeightedCh3` with `weights`, from `{"hash_func": ..., "weights": [...]}`.
+fn deterministic_hash(
+    hash: Option<&Value>,
+    path: &str,
+    children: usize,
+) -> Result<HashFunc, ConfigError> {
+    let names = vec![""; children];
+    let (name, weights) = match hash {
+        None => ("Ch3", None),
+        Some(Value::Object(h)) => {
+            let name = match h.get("hash_func") {
+                None => "Ch3",
+                Some(Value::String(s)) => s.as_str(),
+                Some(_) => {
+                    return Err(ConfigError::at(
+                        join(path, "hash_func"),
+                        "expected a string",
+                    ))
+                }
+            };
+            let weights = match h.get("weights") {
+                None => None,
+                Some(w) => Some(
+                    w.as_array()
+                        .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
+                        .ok_or_else(|| {
+                            ConfigError::at(join(path, "weights"), "expected a list of numbers")
+                        })?,
+                ),
+            };
+            (name, weights)
+        }
+        Some(Value::String(s)) => (s.as_str(), None),
+        Some(_) => {
+            return Err(ConfigError::at(
+                path.to_string(),
+                "expected an object or a hash function name",
+            ))
+        }
+    };
+    if name != "Ch3" && name != "WeightedCh3" {
+        return Err(ConfigError::at(
+            join(path, "hash_func"),
+            format!("DeterministicOrderPolicy hashes with Ch3 or WeightedCh3, not {name:?}"),
+        ));
+    }
+    HashFunc::from_config(name, &names, weights.as_deref())
+        .map_err(|e| ConfigError::at(path.to_string(), e.to_string()))
 }
 
 pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> {
     let children = node.children(b)?;
     let errors = node.failover_errors("failover_errors")?;
-    Ok(Arc::new(FailoverRoute::new(children, errors)))
+    let limiter = parse_failover_limit(node)?;
+    let policy = parse_failover_policy(node, children.len())?;
+    // `failover_tag` (mcrouter: tag the failover hop count on Carbon replies) has no
+    // effect on the text protocol; checked like mcrouter, then ignored.
+    node.bool_field("failover_tag")?;
+    Ok(Arc::new(FailoverRoute::with_options(
+        children, errors, limiter, policy,
+    )))
 }
 
 #[cfg(test)]
@@ -290,5 +752,346 @@ mod tests {
         );
         let e = err(r#"{"failover_errors": "timeout"}"#);
         assert!(e.contains("route.failover_errors: expected a list"), "{e}");
+    }
+
+    /// A leaf answering an error of `class` (TKO and timeouts cannot come from a mock
+    /// backend's bytes).
+    #[derive(Debug)]
+    struct Failing(ErrorClass, std::sync::atomic::AtomicUsize);
+
+    impl Failing {
+        fn new(class: ErrorClass) -> Arc<Failing> {
+            Arc::new(Failing(class, Default::default()))
+        }
+        fn count(&self) -> usize {
+            self.1.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Route for Failing {
+        fn name(&self) -> String {
+            "Failing".into()
+        }
+        fn route(&self, _req: Req, _ctx: &Rc<Ctx>) -> RouteFuture {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            super::super::ready(Reply::error(self.0, "x"))
+        }
+    }
+
+    fn node(json: &str) -> (serde_json::Value, String) {
+        (serde_json::from_str(json).unwrap(), "route".to_string())
+    }
+
+    fn policy(json: &str, children: usize) -> Result<FailoverPolicy, String> {
+        let (v, path) = node(json);
+        let n = Node {
+            path,
+            type_name: "FailoverRoute".into(),
+            obj: v.as_object(),
+            arg: None,
+        };
+        parse_failover_policy(&n, children).map_err(|e| e.to_string())
+    }
+
+    fn limit(json: &str) -> Result<Option<FailoverLimiter>, String> {
+        let (v, path) = node(json);
+        let n = Node {
+            path,
+            type_name: "FailoverRoute".into(),
+            obj: v.as_object(),
+            arg: None,
+        };
+        parse_failover_limit(&n).map_err(|e| e.to_string())
+    }
+
+    /// mcrouter's `failoverRouteTest.rateLimit`: rate 0.5, burst 1; the bucket starts
+    /// full and every request adds half a token.
+    #[test]
+    fn failover_limit_is_a_share_of_the_requests() {
+        run(|ctx| async move {
+            let down = Mock::replying("SERVER_ERROR down\r\n");
+            let up = Mock::replying("VALUE k 0 1\r\nv\r\nEND\r\n");
+            let r = FailoverRoute::with_options(
+                vec![down.r(), up.r()],
+                FailoverErrors::default(),
+                Some(FailoverLimiter::new(0.5, 1.0)),
+                FailoverPolicy::in_order(2),
+            );
+            let mut got = Vec::new();
+            for _ in 0..6 {
+                let reply = r.route(Mock::req("get k\r\n"), &ctx).await;
+                got.push(reply.is_hit());
+            }
+            // Beyond the budget: the primary's error.
+            assert_eq!(got, [true, false, true, false, true, false]);
+            assert_eq!((down.count(), up.count()), (6, 3));
+            // A success takes no token and still adds to the budget.
+            let limiter = FailoverLimiter::new(0.5, 1.0);
+            limiter.bump();
+            assert!(limiter.allowed());
+            limiter.bump();
+            limiter.bump();
+            assert!(limiter.allowed());
+            assert!(!limiter.allowed());
+            // Rate 0: never.
+            let never = FailoverLimiter::new(0.0, 1000.0);
+            never.bump();
+            assert!(!never.allowed());
+        });
+    }
+
+    /// mcrouter's `rateLimitWithTKO`: failing over from a TKO takes no token.
+    #[test]
+    fn failover_limit_spares_tko() {
+        run(|ctx| async move {
+            let tko = Failing::new(ErrorClass::Tko);
+            let up = Mock::replying("STORED\r\n");
+            let r = FailoverRoute::with_options(
+                vec![tko.clone(), up.r()],
+                FailoverErrors::default(),
+                Some(FailoverLimiter::new(0.5, 1.0)),
+                FailoverPolicy::in_order(2),
+            );
+            for _ in 0..4 {
+                let reply = r.route(Mock::req("set k 0 0 1\r\nx\r\n"), &ctx).await;
+                assert_eq!(&reply.bytes[..], b"STORED\r\n");
+            }
+            assert_eq!(up.count(), 4);
+        });
+    }
+
+    #[test]
+    fn failover_limit_config() {
+        assert!(limit("{}").unwrap().is_none());
+        let l = limit(r#"{"failover_limit": {"rate": 0.25}}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((l.rate, l.burst), (0.25, DEFAULT_FAILOVER_BURST));
+        let l = limit(r#"{"failover_limit": {"rate": 7, "burst": 0}}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((l.rate, l.burst), (1.0, 1.0));
+        let e = limit(r#"{"failover_limit": {"burst": 5}}"#).unwrap_err();
+        assert!(e.contains("route.failover_limit.rate: missing"), "{e}");
+        let e = limit(r#"{"failover_limit": 0.5}"#).unwrap_err();
+        assert!(
+            e.contains("route.failover_limit: expected an object"),
+            "{e}"
+        );
+        let e = limit(r#"{"failover_limit": {"rate": "x"}}"#).unwrap_err();
+        assert!(
+            e.contains("route.failover_limit.rate: expected a number"),
+            "{e}"
+        );
+    }
+
+    fn det(children: usize, max_tries: usize, max_error_tries: usize) -> FailoverPolicy {
+        policy(
+            &format!(
+                r#"{{"failover_policy": {{"type": "DeterministicOrderPolicy",
+                    "max_tries": {max_tries}, "max_error_tries": {max_error_tries}}}}}"#
+            ),
+            children,
+        )
+        .unwrap()
+    }
+
+    fn reached(leaves: &[Arc<Failing>]) -> usize {
+        leaves.iter().filter(|l| l.count() > 0).count()
+    }
+
+    fn leaves(classes: &[ErrorClass]) -> (Vec<Arc<Failing>>, Vec<RouteRef>) {
+        let l: Vec<Arc<Failing>> = classes.iter().map(|c| Failing::new(*c)).collect();
+        let r = l.iter().map(|x| x.clone() as RouteRef).collect();
+        (l, r)
+    }
+
+    /// mcrouter's `deterministicOrderTimeout`, `deterministicOrderTko`,
+    /// `ignoreTkoAndHardTko`: `max_error_tries` counts errors other than TKO, connect
+    /// errors and `exclude_errors`; `max_tries` bounds the children tried.
+    #[test]
+    fn deterministic_order_tries() {
+        use ErrorClass::*;
+        run(|ctx| async move {
+            let (l, r) = leaves(&[Timeout; 4]);
+            let route =
+                FailoverRoute::with_options(r, FailoverErrors::default(), None, det(4, 4, 2));
+            route.route(Mock::req("get 0\r\n"), &ctx).await;
+            assert_eq!(reached(&l), 2);
+
+            let (l, r) = leaves(&[Tko; 5]);
+            let route =
+                FailoverRoute::with_options(r, FailoverErrors::default(), None, det(5, 4, 2));
+            route.route(Mock::req("get 0\r\n"), &ctx).await;
+            assert_eq!(reached(&l), 4);
+
+            let (l, r) = leaves(&[Tko, ConnectError, Tko, ConnectError]);
+            let route =
+                FailoverRoute::with_options(r, FailoverErrors::default(), None, det(4, 3, 2));
+            route.route(Mock::req("get 0\r\n"), &ctx).await;
+            assert_eq!(reached(&l), 3);
+
+            // Every child at most once, whatever the key.
+            for k in 0..50 {
+                let (l, r) = leaves(&[RemoteError; 6]);
+                let route =
+                    FailoverRoute::with_options(r, FailoverErrors::default(), None, det(6, 6, 6));
+                route.route(Mock::req(&format!("get k{k}\r\n")), &ctx).await;
+                assert!(l.iter().all(|x| x.count() == 1), "k{k}");
+            }
+
+            let p = policy(
+                r#"{"failover_policy": {"type": "DeterministicOrderPolicy", "max_tries": 5,
+                    "max_error_tries": 2, "exclude_errors": ["remote_error"]}}"#,
+                5,
+            )
+            .unwrap();
+            let (l, r) = leaves(&[RemoteError, Timeout, Tko, ConnectError, RemoteError]);
+            let route = FailoverRoute::with_options(r, FailoverErrors::default(), None, p);
+            route.route(Mock::req("get 0\r\n"), &ctx).await;
+            assert_eq!(reached(&l), 5);
+        });
+    }
+
+    /// The failover order depends on the key only: the same for the same key, and not
+    /// the config order for every key.
+    #[test]
+    fn deterministic_order_follows_the_key() {
+        run(|ctx| async move {
+            let mut orders = std::collections::HashSet::new();
+            for k in 0..20 {
+                let mut order = Vec::new();
+                for _ in 0..2 {
+                    let m: Vec<Arc<Mock>> = (0..5)
+                        .map(|_| Mock::replying("SERVER_ERROR x\r\n"))
+                        .collect();
+                    let up = Mock::replying("STORED\r\n");
+                    let mut children: Vec<RouteRef> = m.iter().map(|x| x.r()).collect();
+                    children.push(up.r());
+                    let route = FailoverRoute::with_options(
+                        children,
+                        FailoverErrors::default(),
+                        None,
+                        det(6, 2, 2),
+                    );
+                    route
+                        .route(Mock::req(&format!("set k{k} 0 0 1\r\nx\r\n")), &ctx)
+                        .await;
+                    // The primary, then one child picked by the hash.
+                    assert_eq!(m[0].count(), 1);
+                    let picked: Vec<usize> = (1..5).filter(|&i| m[i].count() == 1).collect();
+                    order.push((picked, up.count()));
+                }
+                assert_eq!(order[0], order[1], "k{k}");
+                orders.insert(order[0].clone());
+            }
+            assert!(orders.len() > 2, "{orders:?}");
+        });
+    }
+
+    /// mcrouter's `limitRetries`: in order, `max_tries` bounds the counted errors.
+    #[test]
+    fn in_order_max_tries_counts_errors() {
+        run(|ctx| async move {
+            let p = |json: &str| policy(json, 3).unwrap();
+            let (l, mut r) = leaves(&[ErrorClass::RemoteError, ErrorClass::LocalError]);
+            let up = Mock::replying("STORED\r\n");
+            r.push(up.r());
+            let route = FailoverRoute::with_options(
+                r.clone(),
+                FailoverErrors::default(),
+                None,
+                p(r#"{"failover_policy": {"type": "InOrderPolicy", "max_tries": 2}}"#),
+            );
+            let reply = route.route(Mock::req("set k 0 0 1\r\nx\r\n"), &ctx).await;
+            assert_eq!(reply.error_class(), Some(ErrorClass::LocalError));
+            assert_eq!((l[0].count(), l[1].count(), up.count()), (1, 1, 0));
+            let route = FailoverRoute::with_options(
+                r.clone(),
+                FailoverErrors::default(),
+                None,
+                p(
+                    r#"{"failover_policy": {"type": "FailoverInOrderPolicy", "max_tries": 2,
+                       "exclude_errors": ["local_error"]}}"#,
+                ),
+            );
+            let reply = route.route(Mock::req("set k 0 0 1\r\nx\r\n"), &ctx).await;
+            assert_eq!(&reply.bytes[..], b"STORED\r\n");
+            let route = FailoverRoute::with_options(
+                r,
+                FailoverErrors::default(),
+                None,
+                p(r#"{"failover_policy": {"type": "InOrderPolicy", "max_error_tries": 1}}"#),
+            );
+            let reply = route.route(Mock::req("set k 0 0 1\r\nx\r\n"), &ctx).await;
+            assert_eq!(reply.error_class(), Some(ErrorClass::RemoteError));
+        });
+    }
+
+    #[test]
+    fn failover_policy_config() {
+        let p = policy("{}", 3).unwrap();
+        assert!(matches!(p.order, FailoverOrder::InOrder));
+        assert_eq!((p.max_tries, p.max_error_tries), (3, usize::MAX));
+        // Clamped like mcrouter: max_tries to the children, max_error_tries to max_tries.
+        let p = det(3, 9, 7);
+        assert_eq!((p.max_tries, p.max_error_tries), (3, 3));
+        let p = policy(
+            r#"{"hash": {"hash_func": "WeightedCh3", "weights": [1, 0.5, 0.1]},
+                "failover_policy": {"type": "DeterministicOrderPolicy", "max_tries": 2,
+                                    "max_error_tries": 1, "hash": {"hash_func": "Ch3"}}}"#,
+            3,
+        )
+        .unwrap();
+        assert!(matches!(
+            p.order,
+            FailoverOrder::Deterministic {
+                func: HashFunc::WeightedCh3(_),
+                ..
+            }
+        ));
+        let err = |json: &str| policy(json, 3).unwrap_err();
+        let e = err(r#"{"failover_policy": {"type": "RandomPolicy"}}"#);
+        assert!(
+            e.contains("route.failover_policy.type: unknown failover policy \"RandomPolicy\""),
+            "{e}"
+        );
+        assert!(e.contains("DeterministicOrderPolicy"), "{e}");
+        let e = err(r#"{"failover_policy": {"type": "LeastFailuresPolicy", "max_tries": 2}}"#);
+        assert!(
+            e.contains("route.failover_policy.type: \"LeastFailuresPolicy\" is not supported"),
+            "{e}"
+        );
+        let e = err(r#"{"failover_policy": {"max_tries": 2}}"#);
+        assert!(e.contains("route.failover_policy.type: missing"), "{e}");
+        let e = err(r#"{"failover_policy": "DeterministicOrderPolicy"}"#);
+        assert!(
+            e.contains("route.failover_policy: expected an object"),
+            "{e}"
+        );
+        let e = err(r#"{"failover_policy": {"type": "DeterministicOrderPolicy", "max_tries": 2}}"#);
+        assert!(
+            e.contains("route.failover_policy.max_error_tries: missing"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"failover_policy": {"type": "DeterministicOrderPolicy", "max_tries": 0,
+                "max_error_tries": 1}}"#,
+        );
+        assert!(
+            e.contains("route.failover_policy.max_tries: expected a whole number"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"failover_policy": {"type": "DeterministicOrderPolicy", "max_tries": 2,
+                "max_error_tries": 1, "hash": {"hash_func": "Crc32"}}}"#,
+        );
+        assert!(e.contains("route.failover_policy.hash.hash_func"), "{e}");
+        let e =
+            err(r#"{"failover_policy": {"type": "InOrderPolicy", "exclude_errors": ["nope"]}}"#);
+        assert!(
+            e.contains("route.failover_policy.exclude_errors[0]: unknown error"),
+            "{e}"
+        );
     }
 }

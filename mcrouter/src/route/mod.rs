@@ -285,7 +285,7 @@ impl<'a> Node<'a> {
     }
 
     /// One list of error names at field `name` (mcrouter's result names without `mc_res_`).
-    fn error_set(&self, name: &str, v: &Value) -> Result<ErrorSet, ConfigError> {
+    pub(crate) fn error_set(&self, name: &str, v: &Value) -> Result<ErrorSet, ConfigError> {
         let Some(list) = v.as_array() else {
             return Err(self.err(
                 name,
