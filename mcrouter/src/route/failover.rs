@@ -344,6 +344,13 @@ impl FailoverRoute {
         }
     }
 }
+impl FailoverRoute {
+    /// Which errors fail over.
+    pub fn errors(&self) -> FailoverErrors {
+        self.inner.errors
+    }
+}
+
 impl Route for FailoverRoute {
     fn name(&self) -> String {
         "FailoverRoute".into()

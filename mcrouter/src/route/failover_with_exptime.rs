@@ -43,6 +43,10 @@
 //! `failover` may be left out or empty, as in mcrouter: the route is then its normal
 //! route alone.
 //!
+//! As in mcrouter, whose factory builds this route as a `FailoverRoute` over the normal
+//! route and the capped failover routes, `failover_limit` and `failover_policy` work
+//! here as on [`FailoverRoute`](super::failover::FailoverRoute).
+//!
 //! `settings` (the old per-error-kind `FailoverWithExptimeSettings`, `{"tko": {"gets":
 //! true, ...}, "connect_timeout": ..., "data_timeout": ...}`) was removed from mcrouter
 //! in 2016: today's mcrouter builds this route as a `FailoverRoute` configured by
@@ -56,11 +60,15 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::failover::FailoverErrors;
+use super::failover::{
+    parse_failover_limit, parse_failover_policy, FailoverErrors, FailoverLimiter, FailoverPolicy,
+    FailoverRoute,
+};
 use super::modify_exptime::{Action, ModifyExptimeRoute};
 use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
-use crate::request::Req;
+use crate::destination::DestShared;
+use crate::request::{Op, Req};
 
 /// Default `failover_exptime` in seconds (mcrouter's).
 pub const DEFAULT_FAILOVER_EXPTIME: i64 = 60;
@@ -70,48 +78,51 @@ pub const MAX_FAILOVER_EXPTIME: i64 = 60 * 60 * 24 * 30;
 
 #[derive(Debug)]
 pub struct FailoverWithExptimeRoute {
-    normal: RouteRef,
-    legs: Arc<Legs>,
-    failover_exptime: i64,
-}
-
-/// What the request future needs after the normal route answered.
-#[derive(Debug)]
-struct Legs {
-    /// The failover routes, each behind its exptime cap.
-    failover: Vec<RouteRef>,
-    /// Which errors move on to the next failover route.
-    errors: FailoverErrors,
+    /// A FailoverRoute over the normal route and the (capped, counted) failover routes.
+    failover: FailoverRoute,
     /// Requests sent to a failover route (also exported as a metric).
-    sent: AtomicU64,
+    sent: Arc<AtomicU64>,
+    failover_exptime: i64,
 }
 
 impl FailoverWithExptimeRoute {
     /// `failover` routes are wrapped in the exptime cap here (unless `failover_exptime`
-    /// is 0).
+    /// is 0). Every route in order, no `failover_limit`.
     pub fn new(
         normal: RouteRef,
         failover: Vec<RouteRef>,
         failover_exptime: i64,
         errors: FailoverErrors,
     ) -> Self {
-        let failover = failover
-            .into_iter()
-            .map(|r| -> RouteRef {
-                if failover_exptime > 0 {
-                    Arc::new(ModifyExptimeRoute::new(r, failover_exptime, Action::Min))
-                } else {
-                    r
-                }
+        let policy = FailoverPolicy::in_order(1 + failover.len());
+        Self::with_options(normal, failover, failover_exptime, errors, None, policy)
+    }
+
+    pub fn with_options(
+        normal: RouteRef,
+        failover: Vec<RouteRef>,
+        failover_exptime: i64,
+        errors: FailoverErrors,
+        limiter: Option<FailoverLimiter>,
+        policy: FailoverPolicy,
+    ) -> Self {
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut children = Vec::with_capacity(1 + failover.len());
+        children.push(normal);
+        children.extend(failover.into_iter().map(|r| -> RouteRef {
+            let route: RouteRef = if failover_exptime > 0 {
+                Arc::new(ModifyExptimeRoute::new(r, failover_exptime, Action::Min))
+            } else {
+                r
+            };
+            Arc::new(Counted {
+                route,
+                sent: sent.clone(),
             })
-            .collect();
+        }));
         FailoverWithExptimeRoute {
-            normal,
-            legs: Arc::new(Legs {
-                failover,
-                errors,
-                sent: AtomicU64::new(0),
-            }),
+            failover: FailoverRoute::with_options(children, errors, limiter, policy),
+            sent,
             failover_exptime,
         }
     }
@@ -123,16 +134,7 @@ impl FailoverWithExptimeRoute {
 
     /// Requests this route sent to a failover route so far.
     pub fn failovers(&self) -> u64 {
-        self.legs.sent.load(Ordering::Relaxed)
-    }
-}
-
-impl Legs {
-    fn count(&self) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        if crate::metrics::enabled() {
-            metrics::counter!("mcrouter_gutter_failovers_total").increment(1);
-        }
+        self.sent.load(Ordering::Relaxed)
     }
 }
 
@@ -145,32 +147,53 @@ impl Route for FailoverWithExptimeRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        // The normal route is asked now (queued before we return), the rest on failure.
-        let first = self.normal.route(req.clone(), ctx);
-        let legs = self.legs.clone();
-        let ctx = ctx.clone();
-        Box::pin(async move {
-            let mut reply = first.await;
-            for leg in &legs.failover {
-                if !legs.errors.should_failover(req.op(), &reply) {
-                    break;
-                }
-                legs.count();
-                reply = leg.route(req.clone(), &ctx).await;
-            }
-            reply
-        })
+        self.failover.route(req, ctx)
     }
 
     fn children(&self) -> Vec<RouteRef> {
-        let mut out = Vec::with_capacity(1 + self.legs.failover.len());
-        out.push(self.normal.clone());
-        out.extend(self.legs.failover.iter().cloned());
-        out
+        self.failover.children()
     }
 
-    fn children_for(&self, _req: &Req) -> Vec<RouteRef> {
-        self.children()
+    fn children_for(&self, req: &Req) -> Vec<RouteRef> {
+        self.failover.children_for(req)
+    }
+}
+
+/// A failover route: counts each request sent to it, then passes it on. Invisible in
+/// the admin views (name, children and destination are the wrapped route's).
+#[derive(Debug)]
+struct Counted {
+    route: RouteRef,
+    sent: Arc<AtomicU64>,
+}
+
+impl Route for Counted {
+    fn name(&self) -> String {
+        self.route.name()
+    }
+
+    fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if crate::metrics::enabled() {
+            metrics::counter!("mcrouter_gutter_failovers_total").increment(1);
+        }
+        self.route.route(req, ctx)
+    }
+
+    fn children(&self) -> Vec<RouteRef> {
+        self.route.children()
+    }
+
+    fn children_for(&self, req: &Req) -> Vec<RouteRef> {
+        self.route.children_for(req)
+    }
+
+    fn plain_destination(&self, op: Op, key: &[u8]) -> Option<&Arc<DestShared>> {
+        self.route.plain_destination(op, key)
+    }
+
+    fn destination(&self) -> Option<&Arc<DestShared>> {
+        self.route.destination()
     }
 }
 
@@ -210,11 +233,15 @@ fn from_node(node: &Node<'_>, b: &mut Builder) -> Result<FailoverWithExptimeRout
         },
     };
     let errors = node.failover_errors("failover_errors")?;
-    Ok(FailoverWithExptimeRoute::new(
+    let limiter = parse_failover_limit(node)?;
+    let policy = parse_failover_policy(node, 1 + failover.len())?;
+    Ok(FailoverWithExptimeRoute::with_options(
         normal,
         failover,
         failover_exptime,
         errors,
+        limiter,
+        policy,
     ))
 }
 
@@ -379,6 +406,56 @@ mod tests {
     }
 
     #[test]
+    fn failover_limit_and_policy_apply_as_on_failover_route() {
+        run(|ctx| async move {
+            let (n, g1, g2) = (
+                Mock::replying(DOWN),
+                Mock::replying(DOWN),
+                Mock::replying("STORED\r\n"),
+            );
+            let json: Value = serde_json::from_str(
+                r#"{"failover_policy": {"type": "InOrderPolicy", "max_tries": 2},
+                    "failover_limit": {"rate": 0.5, "burst": 1}}"#,
+            )
+            .unwrap();
+            let node = Node {
+                path: "route".into(),
+                type_name: "FailoverWithExptimeRoute".into(),
+                obj: json.as_object(),
+                arg: None,
+            };
+            let r = FailoverWithExptimeRoute::with_options(
+                n.r(),
+                vec![g1.r(), g2.r()],
+                10,
+                FailoverErrors::default(),
+                parse_failover_limit(&node).unwrap(),
+                parse_failover_policy(&node, 3).unwrap(),
+            );
+            let set = || Mock::req("set k 0 0 1\r\nx\r\n");
+            // max_tries 2: the normal route and one failover route, then its error.
+            assert!(r.route(set(), &ctx).await.is_error());
+            assert_eq!((n.count(), g1.count(), g2.count()), (1, 1, 0));
+            assert_eq!(r.failovers(), 1);
+            // The one token of the limit is spent: the normal route's error is the answer.
+            assert!(r.route(set(), &ctx).await.is_error());
+            assert_eq!((n.count(), g1.count(), g2.count()), (2, 1, 0));
+            assert_eq!(r.failovers(), 1);
+            // Half a token per request: the next one may fail over again.
+            r.route(set(), &ctx).await;
+            assert_eq!((n.count(), g1.count(), g2.count()), (3, 2, 0));
+            assert_eq!(r.failovers(), 2);
+        });
+        // Both are read from the route's config.
+        let e = parse(r#"{"normal": "ErrorRoute", "failover_policy": {"type": "Nope"}}"#)
+            .expect_err("unknown policy");
+        assert!(e.to_string().contains("route.failover_policy.type"), "{e}");
+        let e = parse(r#"{"normal": "ErrorRoute", "failover_limit": {"burst": 3}}"#)
+            .expect_err("limit without rate");
+        assert!(e.to_string().contains("route.failover_limit.rate"), "{e}");
+    }
+
+    #[test]
     fn config_defaults_and_admin_view() {
         let r = parse(r#"{"normal": "ErrorRoute", "failover": "NullRoute"}"#).unwrap();
         assert_eq!(r.failover_exptime(), DEFAULT_FAILOVER_EXPTIME);
@@ -388,7 +465,7 @@ mod tests {
         run(|ctx| async move {
             let r =
                 parse(r#"{"normal": "ErrorRoute", "settings": {"tko": {"gets": false}}}"#).unwrap();
-            assert!(r.legs.failover.is_empty());
+            assert_eq!(r.children().len(), 1);
             assert!(r.route(Mock::req("get k\r\n"), &ctx).await.is_error());
             assert_eq!(r.failovers(), 0);
         });
@@ -398,7 +475,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.failover_exptime(), 2);
-        assert_eq!(r.legs.errors, FailoverErrors::list(&[ErrorClass::Tko]));
+        assert_eq!(
+            r.failover.errors(),
+            FailoverErrors::list(&[ErrorClass::Tko])
+        );
         // Admin `route_handles`: the normal route and each capped failover route.
         let r: RouteRef = Arc::new(r);
         let path = describe_path(&r, &Mock::req("get k\r\n"));
