@@ -293,8 +293,10 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             line(out, CRLF);
         }
         Request::Verbosity { level, noreply } => {
+            // memcached: `settings.verbose = min(level, MAX_VERBOSITY_LEVEL)`, which is 2
+            // (`-vvv` at start-up can still set 3).
             sh.verbosity
-                .store(level.min(u8::MAX as u64) as u8, Ordering::Relaxed);
+                .store((level as u32).min(2) as u8, Ordering::Relaxed);
             if !noreply {
                 line(out, b"OK\r\n");
             }
@@ -311,11 +313,22 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             }
         }
         Request::CacheMemlimit { megabytes, noreply } => {
+            // memcached reads the number into 32 bits.
+            let megabytes = megabytes as u32 as u64;
             if megabytes < 8 {
-                line(
-                    out,
-                    b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n",
-                );
+                if !noreply {
+                    line(
+                        out,
+                        b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n",
+                    );
+                }
+            } else if megabytes > 1_000_000_000 {
+                if !noreply {
+                    line(
+                        out,
+                        b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n",
+                    );
+                }
             } else {
                 engine.set_memory_limit((megabytes as usize).saturating_mul(1024 * 1024));
                 if !noreply {
@@ -373,12 +386,18 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
                 };
                 line(out, reply);
             }
+            // memcached reads both numbers into 32 bits.
+            LruCrawlerCommand::Sleep(us) if us as u32 > 1_000_000 => {
+                line(out, b"CLIENT_ERROR sleep must be one second or less\r\n");
+            }
             LruCrawlerCommand::Sleep(us) => {
-                sh.crawler.sleep_us.store(us, Ordering::Relaxed);
+                sh.crawler
+                    .sleep_us
+                    .store(us as u32 as u64, Ordering::Relaxed);
                 line(out, b"OK\r\n");
             }
             LruCrawlerCommand::ToCrawl(n) => {
-                sh.crawler.tocrawl.store(n, Ordering::Relaxed);
+                sh.crawler.tocrawl.store(n as u32 as u64, Ordering::Relaxed);
                 line(out, b"OK\r\n");
             }
             // TCP connections stream dumps themselves (conn.rs); this is UDP, where a reply
@@ -592,16 +611,22 @@ fn meta_get(
     let Some(key) = meta_key(raw_key, flags.base64_key(), &mut kb, out) else {
         return;
     };
+    let pos = |c: u8| flags.iter().position(|(f, _)| f == c);
     if flags.opaque_too_long {
         // memcached finds out while writing the reply: the fetch, an `N` vivify and a `T`
         // touch that came before the `O` are done, nothing is counted, the reply is the error.
-        let pos = |c: u8| flags.iter().position(|(f, _)| f == c);
+        // No win token is handed out: a vivified item is left without one, so the next `mg`
+        // sees neither `W` nor `Z`; a stale item still offers its win to the next fetch.
+        // The `N` TTL applies only when `N` came before the `O` (else the item never expires).
         let touch_first = pos(b'T') < pos(b'O');
+        let vivify_first = pos(b'N') < pos(b'O');
         let opts = GetOptions {
             touch: flags.ttl.filter(|_| touch_first),
             no_bump: flags.has(b'u'),
-            vivify: flags.vivify,
+            vivify: flags.vivify.map(|t| if vivify_first { t } else { 0 }),
             recache: None,
+            no_token: true,
+            vivify_ttl_last: vivify_first && pos(b'T') < pos(b'N'),
         };
         sh.engine.get(key, &opts, |_| ());
         return opaque_too_long(out);
@@ -611,6 +636,8 @@ fn meta_get(
         no_bump: flags.has(b'u'),
         vivify: flags.vivify,
         recache: flags.recache,
+        no_token: false,
+        vivify_ttl_last: flags.has(b'N') && pos(b'T') < pos(b'N'),
     };
     ThreadStats::incr(&ts.cmd_get);
     if flags.ttl.is_some() {

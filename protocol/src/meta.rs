@@ -8,10 +8,10 @@
 //! | flags | token |
 //! |-------|-------|
 //! | `b c f h k l q s t u v I L O P` (+ `x`) | ignored (`vx` is `v`) |
-//! | `N R T` | signed 32-bit number, else `bad token in command line format` |
-//! | `C` (+ `E`) | unsigned 64-bit number, else `bad token in command line format` |
-//! | `F` | unsigned 32-bit number, else `bad command line format` |
-//! | `D` / `J` | unsigned 64-bit number, else `invalid numeric delta value` / `... initial value` |
+//! | `N R T` | `safe_strtol` (truncated to 32 bits), else `bad token in command line format` |
+//! | `C` (+ `E`) | `safe_strtoull`, else `bad token in command line format` |
+//! | `F` | `safe_strtoul` syntax, over 32 bits refused (memcached truncates), else `bad command line format` |
+//! | `D` / `J` | `safe_strtoull`, else `invalid numeric delta value` / `... initial value` |
 //! | `M` | exactly one character, else `incorrect length for M token`; the command checks it |
 //!
 //! A repeated letter (or a byte >= 127) is `duplicate flag` and an unknown one `invalid flag`,
@@ -24,7 +24,7 @@
 
 use crate::error::ErrorKind;
 use crate::limits::Limits;
-use crate::number::{parse_i32, parse_u32, parse_u64};
+use crate::number::{mc_strtol, mc_strtoul_flags, mc_strtoull};
 use base64::Engine as _;
 
 /// Which meta command a flag set belongs to (decides the accepted flags).
@@ -207,31 +207,31 @@ impl<'a> MetaFlags<'a> {
                     }
                 }
                 b'O' => f.opaque = Some(token),
-                b'T' | b'N' | b'R' => match parse_i32(token) {
+                b'T' | b'N' | b'R' => match mc_strtol(token) {
                     Some(v) => match flag {
-                        b'T' => f.ttl = Some(v),
-                        b'N' => f.vivify = Some(v),
-                        _ => f.recache = Some(v),
+                        b'T' => f.ttl = Some(v as i64),
+                        b'N' => f.vivify = Some(v as i64),
+                        _ => f.recache = Some(v as i64),
                     },
                     None => fail(Some(ErrorKind::BadToken)),
                 },
-                b'C' => match parse_u64(token) {
+                b'C' => match mc_strtoull(token) {
                     Some(v) => f.compare_cas = Some(v),
                     None => fail(Some(ErrorKind::BadToken)),
                 },
-                b'E' => match parse_u64(token) {
+                b'E' => match mc_strtoull(token) {
                     Some(v) => f.new_cas = Some(v),
                     None => fail(Some(ErrorKind::BadToken)),
                 },
-                b'F' => match parse_u32(token) {
+                b'F' => match mc_strtoul_flags(token) {
                     Some(v) => f.client_flags = Some(v),
                     None => fail(None),
                 },
-                b'D' => match parse_u64(token) {
+                b'D' => match mc_strtoull(token) {
                     Some(v) => f.delta = Some(v),
                     None => fail(Some(ErrorKind::InvalidDeltaValue)),
                 },
-                b'J' => match parse_u64(token) {
+                b'J' => match mc_strtoull(token) {
                     Some(v) => f.initial = Some(v),
                     None => fail(Some(ErrorKind::InvalidInitialValue)),
                 },
@@ -538,6 +538,39 @@ mod tests {
                 &Limits::default()
             ),
             Err(ErrorKind::TooManyTokens)
+        );
+    }
+
+    #[test]
+    fn numbers_read_like_memcached() {
+        use MetaCommand::*;
+        // `T N R`: `safe_strtol`, truncated to 32 bits.
+        let f = p(Get, "T4294967396 N-4294967295 R\t7").unwrap();
+        assert_eq!((f.ttl, f.vivify, f.recache), (Some(100), Some(1), Some(7)));
+        assert_eq!(p(Get, "T4294967295").unwrap().ttl, Some(-1));
+        assert_eq!(
+            p(Get, "T9223372036854775808").err(),
+            Some(ErrorKind::BadToken)
+        );
+        // `C D J`: `safe_strtoull`, a `-` only while the result stays non-negative.
+        let f = p(Arithmetic, "C-0 D-18446744073709551615 J+5").unwrap();
+        assert_eq!(
+            (f.compare_cas, f.delta, f.initial),
+            (Some(0), Some(1), Some(5))
+        );
+        assert_eq!(
+            p(Arithmetic, "D-1").err(),
+            Some(ErrorKind::InvalidOrDuplicateFlag)
+        );
+        assert_eq!(p(Set, "C-1").err(), Some(ErrorKind::BadToken));
+        // `F`: the same syntax, but over 32 bits is refused (deliberately, see number.rs).
+        assert_eq!(
+            p(Set, "F-18446744073709551615").unwrap().client_flags,
+            Some(1)
+        );
+        assert_eq!(
+            p(Set, "F4294967297").err(),
+            Some(ErrorKind::BadCommandLineFormat)
         );
     }
 

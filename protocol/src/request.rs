@@ -24,7 +24,7 @@
 use crate::error::{ErrorKind, ParseError};
 use crate::limits::Limits;
 use crate::meta::{self, MetaCommand, MetaFlags};
-use crate::number::{parse_i32, parse_u32, parse_u64, push_i64, push_u64};
+use crate::number::{mc_strtol, mc_strtoul, mc_strtoul_flags, mc_strtoull, push_i64, push_u64};
 use crate::{split_line, tokens, valid_key};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -611,7 +611,7 @@ pub fn parse_request<'a>(
                 return Err(err(ErrorKind::Error));
             }
             let exptime = if touch {
-                Some(parse_i32(a(0)).ok_or_else(|| err(ErrorKind::InvalidExptime))?)
+                Some(mc_strtol(a(0)).ok_or_else(|| err(ErrorKind::InvalidExptime))? as i64)
             } else {
                 None
             };
@@ -645,11 +645,11 @@ pub fn parse_request<'a>(
             if !key_ok(key) {
                 return Err(bad());
             }
-            let flags = parse_u32(a(1)).ok_or_else(bad)?;
-            let exptime = parse_i32(a(2)).ok_or_else(bad)?;
-            let vlen = parse_i32(a(3)).filter(|v| *v >= 0).ok_or_else(bad)? as usize;
+            let flags = mc_strtoul_flags(a(1)).ok_or_else(bad)?;
+            let exptime = mc_strtol(a(2)).ok_or_else(bad)? as i64;
+            let vlen = data_len(a(3)).ok_or_else(bad)?;
             let cas = if kind == StorageKind::Cas {
-                parse_u64(a(4)).ok_or_else(bad)?
+                mc_strtoull(a(4)).ok_or_else(bad)?
             } else {
                 0
             };
@@ -679,10 +679,10 @@ pub fn parse_request<'a>(
             if !key_ok(key) {
                 return Err(bad());
             }
-            let token = parse_u64(a(1)).ok_or_else(bad)?;
-            let flags = parse_u32(a(2)).ok_or_else(bad)?;
-            let exptime = parse_i32(a(3)).ok_or_else(bad)?;
-            let vlen = parse_i32(a(4)).filter(|v| *v >= 0).ok_or_else(bad)? as usize;
+            let token = mc_strtoull(a(1)).ok_or_else(bad)?;
+            let flags = mc_strtoul_flags(a(2)).ok_or_else(bad)?;
+            let exptime = mc_strtol(a(3)).ok_or_else(bad)? as i64;
+            let vlen = data_len(a(4)).ok_or_else(bad)?;
             let Some((data, consumed)) = data_block(buf, line_len, vlen, noreply, limits)? else {
                 return Ok(None);
             };
@@ -733,7 +733,7 @@ pub fn parse_request<'a>(
                 return Err(err(ErrorKind::BadCommandLineFormat).noreply(noreply));
             }
             let delta =
-                parse_u64(a(1)).ok_or_else(|| err(ErrorKind::InvalidDelta).noreply(noreply))?;
+                mc_strtoull(a(1)).ok_or_else(|| err(ErrorKind::InvalidDelta).noreply(noreply))?;
             Request::Arith {
                 kind: if cmd == b"incr" {
                     ArithKind::Incr
@@ -753,8 +753,9 @@ pub fn parse_request<'a>(
             if !key_ok(a(0)) {
                 return Err(err(ErrorKind::BadCommandLineFormat).noreply(noreply));
             }
-            let exptime =
-                parse_i32(a(1)).ok_or_else(|| err(ErrorKind::InvalidExptime).noreply(noreply))?;
+            let exptime = mc_strtol(a(1))
+                .ok_or_else(|| err(ErrorKind::InvalidExptime).noreply(noreply))?
+                as i64;
             Request::Touch {
                 key: a(0),
                 exptime,
@@ -768,8 +769,9 @@ pub fn parse_request<'a>(
             let noreply = nargs >= 1 && a(nargs - 1) == b"noreply";
             let delay = if nargs >= 1 && a(0) != b"noreply" {
                 Some(
-                    parse_i32(a(0))
-                        .ok_or_else(|| err(ErrorKind::InvalidFlushDelay).noreply(noreply))?,
+                    mc_strtol(a(0))
+                        .ok_or_else(|| err(ErrorKind::InvalidFlushDelay).noreply(noreply))?
+                        as i64,
                 )
             } else {
                 None
@@ -784,7 +786,9 @@ pub fn parse_request<'a>(
                 return Err(err(ErrorKind::Error));
             }
             let noreply = a(nargs - 1) == b"noreply";
-            let level = parse_u64(a(0))
+            // memcached: `safe_strtoul` into 32 bits; the request keeps all 64 (so it
+            // re-encodes as sent) and the server truncates.
+            let level = mc_strtoull(a(0))
                 .ok_or_else(|| err(ErrorKind::BadCommandLineFormat).noreply(noreply))?;
             Request::Verbosity { level, noreply }
         }
@@ -807,7 +811,10 @@ pub fn parse_request<'a>(
                 return Err(err(ErrorKind::Error));
             }
             let noreply = nargs == 2 && a(1) == b"noreply";
-            let megabytes = parse_u64(a(0)).ok_or_else(|| err(ErrorKind::Error))?;
+            // memcached: `safe_strtoul` into 32 bits (the server truncates, as for
+            // `verbosity`); `ERROR` obeys `noreply`.
+            let megabytes =
+                mc_strtoull(a(0)).ok_or_else(|| err(ErrorKind::Error).noreply(noreply))?;
             Request::CacheMemlimit { megabytes, noreply }
         }
         b"stats" => Request::Stats {
@@ -815,14 +822,19 @@ pub fn parse_request<'a>(
         },
         b"slabs" => match (nargs, a(0)) {
             (3, b"reassign") => {
-                let src = parse_i32(a(1)).ok_or_else(|| err(ErrorKind::BadCommandLineFormat))?;
-                let dst = parse_i32(a(2)).ok_or_else(|| err(ErrorKind::BadCommandLineFormat))?;
+                let num = |t| mc_strtol(t).ok_or_else(|| err(ErrorKind::BadCommandLineFormat));
+                let src = num(a(1))? as i64;
+                let dst = num(a(2))? as i64;
                 Request::Slabs(SlabsCommand::Reassign { src, dst })
             }
             (2, b"automove") => {
-                let n = parse_u64(a(1))
+                // memcached: `safe_strtoul` (so `4294967298` is 2). It answers `ERROR` to a
+                // level above 2; we keep `bad command line format` there (pinned by
+                // protocol/tests/requests.rs).
+                let n = mc_strtoul(a(1))
                     .filter(|n| *n <= 2)
-                    .ok_or_else(|| err(ErrorKind::BadCommandLineFormat))?;
+                    .ok_or_else(|| err(ErrorKind::BadCommandLineFormat))?
+                    as u64;
                 Request::Slabs(SlabsCommand::Automove(n))
             }
             _ => return Err(err(ErrorKind::Error)),
@@ -836,7 +848,8 @@ pub fn parse_request<'a>(
             }
         }
         b"lru_crawler" => {
-            let num = || parse_u64(a(1)).ok_or_else(|| err(ErrorKind::BadCommandLineFormat));
+            // `safe_strtoul` into 32 bits: truncated by the server.
+            let num = || mc_strtoull(a(1)).ok_or_else(|| err(ErrorKind::BadCommandLineFormat));
             let c = match (nargs, a(0)) {
                 (1, b"enable") => LruCrawlerCommand::Enable,
                 (1, b"disable") => LruCrawlerCommand::Disable,
@@ -859,7 +872,9 @@ pub fn parse_request<'a>(
             let base64 = nargs >= 2 && a(1) == b"b";
             if base64 {
                 let mut tmp = [0u8; 256];
-                meta::decode_key(a(0), &mut tmp).map_err(err)?;
+                // memcached 1.6.18's `me` words a bad key encoding as a bad command line.
+                meta::decode_key(a(0), &mut tmp)
+                    .map_err(|_| err(ErrorKind::BadCommandLineFormat))?;
             } else if !key_ok(a(0)) {
                 return Err(err(ErrorKind::BadCommandLineFormat));
             }
@@ -899,10 +914,7 @@ pub fn parse_request<'a>(
             if 3 + crate::tokens(rest_from(line, 3)).count() > limits.max_meta_tokens {
                 return Err(err(ErrorKind::TooManyFlags));
             }
-            let vlen = parse_i32(a(1))
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| err(ErrorKind::BadCommandLineFormat))?
-                as usize;
+            let vlen = data_len(a(1)).ok_or_else(|| err(ErrorKind::BadCommandLineFormat))?;
             // Every later error swallows the data block, as memcached does.
             let swallow = vlen + 2;
             let flags = MetaFlags::parse(MetaCommand::Set, key, rest_from(line, 3), 3, limits)
@@ -940,6 +952,15 @@ fn meta_key_check(key: &[u8], flags: &MetaFlags, limits: &Limits) -> Result<(), 
     } else {
         Err(ErrorKind::BadCommandLineFormat)
     }
+}
+
+/// A data length (`set`.., `ms`): memcached's `safe_strtol` (so `4294967297` is 1), then
+/// refused when negative or when `vlen + 2` would pass `INT_MAX`.
+#[inline]
+fn data_len(tok: &[u8]) -> Option<usize> {
+    mc_strtol(tok)
+        .filter(|v| (0..=i32::MAX - 2).contains(v))
+        .map(|v| v as usize)
 }
 
 /// The data block after a storage command line: `vlen` bytes then `\r\n`.

@@ -356,9 +356,18 @@ fn other_commands() {
             }),
         ),
         (b"touch k abc\r\n", err(ErrorKind::InvalidExptime, 13)),
+        // memcached's safe_strtol: a 64-bit value cut to 32 bits (99999999999 mod 2^32).
         (
             b"touch k 99999999999\r\n",
-            err(ErrorKind::InvalidExptime, 21),
+            Req(Request::Touch {
+                key: b"k",
+                exptime: 1215752191,
+                noreply: false,
+            }),
+        ),
+        (
+            b"touch k 99999999999999999999\r\n",
+            err(ErrorKind::InvalidExptime, 30),
         ),
         (
             b"flush_all\r\n",

@@ -81,9 +81,8 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
                 .to_vec(),
         ),
         // Opaque: the whole token (letter included) may be 32 bytes. ms/md refuse a longer one
-        // up front; mg/ma do the work (vivify, touch before the `O`, increment) first. (Not
-        // compared: memcached's item vivified that way sent no token, so a later mg shows no
-        // `Z`; ours does.)
+        // up front; mg/ma do the work (vivify, touch before the `O`, increment) first. (The
+        // win token such an mg does not hand out is compared in cache_server_numbers.rs.)
         (
             "opaque length",
             format!(

@@ -401,6 +401,13 @@ pub struct GetOptions {
     /// `mg R<ttl>`: win if the item's remaining TTL is below this many
     /// seconds (and no token was sent yet).
     pub recache: Option<i64>,
+    /// Hand out no win token (`W`): memcached's `mg` stops at an over-long `O` after the
+    /// fetch (and any `N` vivify) but before it marks the item's token as sent, so the next
+    /// fetch sees neither `W` nor `Z` (or wins, if the item is stale).
+    pub no_token: bool,
+    /// `mg T<a> N<b>`: memcached applies `T` and `N` to a vivified item in flag order, so
+    /// when `N` comes after `T` the new item keeps the `N` TTL (the touch is still counted).
+    pub vivify_ttl_last: bool,
 }
 
 impl GetOptions {

@@ -1088,8 +1088,11 @@ impl Shard {
             self.bump(ctx, id, now);
         }
         if let Some(t) = opts.touch {
-            let exp = ctx.realtime(t);
-            id = self.set_exptime(ctx, id, exp, now, hash)?;
+            // memcached sets a vivified item's TTL from `T` and `N` in flag order.
+            if !(created && opts.vivify_ttl_last) {
+                let exp = ctx.realtime(t);
+                id = self.set_exptime(ctx, id, exp, now, hash)?;
+            }
             let cls = self.arena.class_of(id);
             self.classes[cls].c.touch_hits += 1;
         } else if !created {
@@ -1108,6 +1111,9 @@ impl Shard {
         let stale = f & F_STALE != 0;
         if stale && !token_sent {
             won = true;
+        }
+        if opts.no_token {
+            won = false;
         }
         if won {
             self.hdr_mut(ctx, id).or_flags(F_TOKEN);
