@@ -28,6 +28,7 @@ use crate::metrics::LatencyRecorder;
 use crate::server::Shared;
 use crate::stats::ThreadStats;
 use crate::verbose;
+use crate::watch::{self, CloseReason, Watcher};
 
 /// With metrics on: the worker's latency recorder and when its event loop woke up.
 pub type Timing<'a> = Option<(&'a LatencyRecorder, Instant)>;
@@ -62,6 +63,9 @@ pub enum Drive {
     /// More work is ready without any event coming (a dump to a client that keeps up):
     /// drive again after the worker's other connections had their turn.
     Yield,
+    /// The connection became a `watch` log stream: give it to the watch thread
+    /// ([`Conn::into_watcher`]).
+    Watch,
 }
 
 pub struct Conn {
@@ -78,6 +82,11 @@ pub struct Conn {
     framer: Framer,
     /// Close once the output is flushed (`quit`, fatal parse error, EOF).
     closing: bool,
+    peer: SocketAddr,
+    /// What `watch connevents` reports when this connection closes.
+    pub close_reason: CloseReason,
+    /// `watch` accepted: hand the socket to the watch thread ([`Drive::Watch`]).
+    watcher: Option<Arc<Watcher>>,
     /// The client closed its side: answer what was received, then close.
     eof: bool,
     /// A `lru_crawler metadump`/`mgdump` being streamed.
@@ -135,6 +144,7 @@ impl Conn {
         if verbose::tracing(sh.verbosity.load(Ordering::Relaxed)) {
             verbose::opened(stream.as_raw_fd());
         }
+        sh.watch.conn_event(peer, stream.as_raw_fd(), None);
         Ok(Conn {
             stream,
             id,
@@ -146,6 +156,9 @@ impl Conn {
             wpos: 0,
             framer: Framer::new(),
             closing: false,
+            peer,
+            close_reason: CloseReason::Error,
+            watcher: None,
             eof: false,
             dump: None,
             pipelined: false,
@@ -163,6 +176,22 @@ impl Conn {
         sh.unregister_conn(self.id);
         if verbose::tracing(sh.verbosity.load(Ordering::Relaxed)) {
             verbose::closed(self.stream.as_raw_fd());
+        }
+        let reason = if sh.shutdown.is_set() {
+            CloseReason::Shutdown
+        } else {
+            self.close_reason
+        };
+        sh.watch
+            .conn_event(self.peer, self.stream.as_raw_fd(), Some(reason));
+    }
+
+    /// After [`Drive::Watch`]: leave this worker; the watch thread owns the socket now (and
+    /// unregisters the connection when it goes away). Unsent replies go out before `OK`.
+    pub fn into_watcher(mut self, registry: &Registry, sh: &Shared) {
+        let _ = registry.deregister(&mut self.stream);
+        if let Some(w) = self.watcher.take() {
+            sh.watch.hand_over(w, self.stream, self.id, self.peer);
         }
     }
 
@@ -240,6 +269,9 @@ impl Conn {
         loop {
             // 1. Execute what is buffered (bounded by the output high-water mark).
             self.process(sh, ts, timing);
+            if self.watcher.is_some() {
+                return Drive::Watch;
+            }
             // 2. Write.
             match self.flush(ts) {
                 Ok(()) => {}
@@ -344,7 +376,10 @@ impl Conn {
         let space = self.rbuf.len() - self.rend;
         loop {
             match self.stream.read(&mut self.rbuf[self.rend..]) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(0) => {
+                    self.close_reason = CloseReason::Normal;
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
                 Ok(n) => {
                     self.rend += n;
                     ThreadStats::add(&ts.bytes_read, n as u64);
@@ -369,7 +404,7 @@ impl Conn {
         // rarely written word).
         let trace = || verbose::tracing(sh.verbosity.load(Ordering::Relaxed));
         let fd = self.stream.as_raw_fd();
-        while !self.closing && self.pending_output() < OUTPUT_HIGH_WATER {
+        while !self.closing && self.watcher.is_none() && self.pending_output() < OUTPUT_HIGH_WATER {
             if let Some(d) = self.dump.as_mut() {
                 let before = self.wbuf.len();
                 let more = d.fill(sh, &mut self.wbuf);
@@ -392,6 +427,8 @@ impl Conn {
                 Frame::Request(req, n) => {
                     executed = true;
                     requests += 1;
+                    // The one relaxed load per request `watch` costs when nobody watches.
+                    watch::set_current(sh.watch.flags(), fd);
                     let traced = trace();
                     if traced {
                         verbose::command(fd, &buf[..n]);
@@ -416,6 +453,12 @@ impl Conn {
                                 verbose::one_line(fd, &self.wbuf[before..]);
                             }
                         }
+                        Request::Watch { flags } => {
+                            self.start_watch(sh, flags, before);
+                            if traced {
+                                verbose::one_line(fd, &self.wbuf[before..]);
+                            }
+                        }
                         _ if traced && req.noreply() => {
                             // memcached traces the reply `noreply` suppressed.
                             let outcome = execute(&req.with_reply(), sh, ts, &mut self.wbuf);
@@ -429,6 +472,7 @@ impl Conn {
                         _ => {
                             if execute(&req, sh, ts, &mut self.wbuf) == Outcome::Close {
                                 self.closing = true;
+                                self.close_reason = CloseReason::Normal;
                             }
                             if trace() {
                                 verbose::reply(fd, &req, &self.wbuf[before..]);
@@ -453,7 +497,8 @@ impl Conn {
                     executed = true;
                     self.pipelined = true;
                     if e.kind == ErrorKind::TooLarge {
-                        forget_on_too_large_set(sh, &buf[..e.consumed]);
+                        watch::set_current(sh.watch.flags(), fd);
+                        forget_on_too_large_set(sh, &buf[..e.consumed], fd);
                         ThreadStats::incr(&ts.store_too_large);
                     }
                     let before = self.wbuf.len();
@@ -487,6 +532,25 @@ impl Conn {
         }
     }
 
+    /// `watch`: as memcached, refused behind replies it would not have written yet;
+    /// otherwise the replies still buffered go to the watch thread with the connection.
+    fn start_watch(&mut self, sh: &Shared, flags: u16, before: usize) {
+        if self.pipelined {
+            self.wbuf
+                .extend_from_slice(b"ERROR cannot pipeline other commands before watch\r\n");
+            return;
+        }
+        match sh.watch.attach(flags, &self.wbuf[self.wpos..before]) {
+            Some(w) => {
+                self.watcher = Some(w);
+                self.reset_output();
+            }
+            None => self
+                .wbuf
+                .extend_from_slice(b"WATCHER_TOO_MANY log watcher limit reached\r\n"),
+        }
+    }
+
     fn flush(&mut self, ts: &ThreadStats) -> io::Result<()> {
         if self.deferred {
             return Ok(()); // the worker's batch sends it
@@ -510,11 +574,24 @@ impl Conn {
 
 /// memcached drops the old value when a `set` is rejected as too large, so a failed update
 /// never leaves stale data behind.
-fn forget_on_too_large_set(sh: &Shared, line: &[u8]) {
+///
+/// `watch mutations` sees the failed store (logged as memcached does, see
+/// [`watch::Hub::alloc_failure`]), then the lookup of that drop.
+fn forget_on_too_large_set(sh: &Shared, line: &[u8], fd: i32) {
     let mut toks = line
         .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
         .filter(|t| !t.is_empty());
-    if toks.next() == Some(b"set") {
+    let cmd = toks.next();
+    if let (Some(cmd), Some(key)) = (cmd, toks.clone().next()) {
+        if watch::current(watch::MUTATIONS).is_some() {
+            if let Ok(name @ ("set" | "add" | "replace" | "append" | "prepend" | "cas")) =
+                std::str::from_utf8(cmd)
+            {
+                sh.watch.alloc_failure(key, "too_large", name, fd);
+            }
+        }
+    }
+    if cmd == Some(b"set") {
         if let Some(key) = toks.next() {
             sh.engine
                 .delete(key, &crate::storage::DeleteOptions::default());

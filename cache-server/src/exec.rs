@@ -415,6 +415,8 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             }
         },
         Request::MetaNoop => line(out, b"MN\r\n"),
+        // TCP connections turn into log streams themselves (conn.rs); a datagram cannot.
+        Request::Watch { .. } => line(out, b"SERVER_ERROR watch is not available over UDP\r\n"),
         Request::MetaDebug { key, base64 } => {
             ThreadStats::incr(&ts.cmd_meta);
             let mut kb = [0u8; 256];

@@ -13,6 +13,7 @@
 //!                                   dump::Dump    ──> `lru_crawler metadump|mgdump`,
 //!                                                     streamed by Engine::dump_step
 //!   maintenance thread ─> Engine::lru_maintainer_tick / crawler_step / automove_tick
+//!   watch thread       ─> writes `watch` log streams (watch.rs) to their connections
 //! ```
 //!
 //! The [`storage`] module is the storage engine: slab-allocated memory, a hash table with
@@ -32,6 +33,7 @@ mod stats_reply;
 pub mod storage;
 mod udp;
 mod verbose;
+pub mod watch;
 
 /// The version we report (`version`, `stats`): the memcached release whose behaviour we
 /// follow, so clients that gate features on it work, then our own name.

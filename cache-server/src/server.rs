@@ -13,6 +13,7 @@
 //!                                 (send_ring.rs; plain writes with -o no_io_uring or
 //!                                  where io_uring is unavailable)
 //!  maintenance thread: engine.lru_maintainer_tick / crawler_step / automove_tick
+//!  watch thread: `watch` connections, handed over by their worker (watch.rs)
 //!  Shutdown (SIGTERM, `shutdown`, or ServerHandle::shutdown): stop accepting, finish and
 //!  flush what was received, close, join.
 //! ```
@@ -126,6 +127,8 @@ pub struct Shared {
     pub metrics_addr: Option<SocketAddr>,
     /// `stats detail`, `lru temp_ttl` state.
     pub admin: crate::admin::AdminState,
+    /// `watch` log streams.
+    pub watch: Arc<crate::watch::Hub>,
     next_conn_id: AtomicU64,
 }
 
@@ -263,6 +266,8 @@ impl Server {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let started_unix = engine.clock().process_started();
         engine.set_lru_segmented(settings.lru_segmented);
+        let watch = Arc::new(crate::watch::Hub::default());
+        engine.set_watch(watch.clone());
         let shared = Arc::new(Shared {
             engine,
             limits: settings.limits(),
@@ -288,6 +293,7 @@ impl Server {
                 settings.temp_lru,
                 settings.temporary_ttl,
             ),
+            watch,
             next_conn_id: AtomicU64::new(1),
             settings,
         });
@@ -320,6 +326,14 @@ impl Server {
             std::thread::Builder::new()
                 .name("listener".into())
                 .spawn(move || accept_loop(poll, listener, workers, sh))?,
+        );
+        let (watch_poll, watch_waker) = crate::watch::prepare(&shared)?;
+        shared.shutdown.add_waker(watch_waker);
+        let sh = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("watch".into())
+                .spawn(move || crate::watch::run(watch_poll, sh))?,
         );
         let sh = shared.clone();
         threads.push(
@@ -531,6 +545,9 @@ fn worker_loop(
                     .as_ref()
                     .is_some_and(|c| c.idle_for(now) > idle as i64)
                 {
+                    if let Some(c) = slots.conns[idx].as_mut() {
+                        c.close_reason = crate::watch::CloseReason::IdleTimeout;
+                    }
                     slots.close(idx, &poll, &sh);
                 }
             }
@@ -595,6 +612,13 @@ impl Slots {
                 }
             }
             Drive::Close => return self.close(idx, poll, sh),
+            Drive::Watch => {
+                if let Some(c) = self.conns[idx].take() {
+                    c.into_watcher(poll.registry(), sh);
+                    self.free.push(idx);
+                }
+                return;
+            }
         }
         if !c.queued && c.to_send().is_some() {
             c.queued = true;

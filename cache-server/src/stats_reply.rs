@@ -158,6 +158,13 @@ fn general(sh: &Shared, out: &mut Vec<u8>) {
     stat(out, "lru_crawler_starts", g.lru_crawler_starts);
     stat(out, "lru_maintainer_juggles", g.lru_maintainer_juggles);
     stat(out, "malloc_fails", 0);
+    let log = sh.watch.stats();
+    // Lines are formatted straight into watcher buffers: no per-worker buffer to overflow.
+    stat(out, "log_worker_dropped", 0);
+    stat(out, "log_worker_written", log.worker_written);
+    stat(out, "log_watcher_skipped", log.watcher_skipped);
+    stat(out, "log_watcher_sent", log.watcher_sent);
+    stat(out, "log_watchers", log.watchers);
     stat(out, "bytes", e.bytes);
     stat(out, "curr_items", e.curr_items);
     stat(out, "total_items", e.total_items);

@@ -275,7 +275,8 @@ impl Req {
             | Request::CacheMemlimit { .. }
             | Request::Slabs(_)
             | Request::LruCrawler(_)
-            | Request::Lru { .. } => return Classified::Local(LocalCmd::Unsupported),
+            | Request::Lru { .. }
+            | Request::Watch { .. } => return Classified::Local(LocalCmd::Unsupported),
         };
         let noreply = parsed.noreply();
         let meta_flags = match *parsed {

@@ -34,7 +34,7 @@ pub use framing::{Frame, Framer};
 pub use limits::Limits;
 pub use meta::{MetaFlags, MetaMode};
 pub use request::{
-    parse_request, ArithKind, Keys, LruCrawlerCommand, Request, RetrievalKind, SlabsCommand,
+    parse_request, watch, ArithKind, Keys, LruCrawlerCommand, Request, RetrievalKind, SlabsCommand,
     StorageKind,
 };
 pub use response::{encode_value_header, parse_response, MetaCode, Response, ResponseError};

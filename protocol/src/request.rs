@@ -14,7 +14,7 @@
 //! lru_crawler <enable|disable|crawl <ids>|sleep <us>|tocrawl <n>|metadump <ids>|mgdump <ids>>
 //! lru <tune <hot%> <warm%> <hot factor> <warm factor>|mode <flat|segmented>|temp_ttl <ttl>> [noreply]
 //! mg <key> <flags>*   ms <key> <datalen> <flags>*   md <key> <flags>*   ma <key> <flags>*
-//! me <key> [b]   mn
+//! me <key> [b]   mn   watch [fetchers|mutations|evictions|connevents|sysevents|...]*
 //! lease-get <key>     lease-set <key> <token> <flags> <exptime> <bytes> [noreply]
 //! ```
 //!
@@ -26,6 +26,31 @@ use crate::limits::Limits;
 use crate::meta::{self, MetaCommand, MetaFlags};
 use crate::number::{mc_strtol, mc_strtoul, mc_strtoul_flags, mc_strtoull, push_i64, push_u64};
 use crate::{split_line, tokens, valid_key};
+
+/// The log types of `watch` (memcached's `LOG_*` bits).
+pub mod watch {
+    pub const RAWCMDS: u16 = 1;
+    pub const EVICTIONS: u16 = 2;
+    pub const FETCHERS: u16 = 4;
+    pub const MUTATIONS: u16 = 8;
+    pub const SYSEVENTS: u16 = 16;
+    pub const CONNEVENTS: u16 = 32;
+    pub const PROXYREQS: u16 = 64;
+    pub const PROXYEVENTS: u16 = 128;
+    pub const PROXYUSER: u16 = 256;
+    /// The words `watch` takes, in memcached's order.
+    pub const NAMES: [(&str, u16); 9] = [
+        ("rawcmds", RAWCMDS),
+        ("evictions", EVICTIONS),
+        ("fetchers", FETCHERS),
+        ("mutations", MUTATIONS),
+        ("sysevents", SYSEVENTS),
+        ("connevents", CONNEVENTS),
+        ("proxyreqs", PROXYREQS),
+        ("proxyevents", PROXYEVENTS),
+        ("proxyuser", PROXYUSER),
+    ];
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
@@ -218,6 +243,11 @@ pub enum Request<'a> {
     MetaArithmetic {
         key: &'a [u8],
         flags: MetaFlags<'a>,
+    },
+    /// `watch [type ...]`: turn the connection into a log stream. `flags` are the
+    /// [`watch`] bits (plain `watch` = [`watch::FETCHERS`]).
+    Watch {
+        flags: u16,
     },
     /// `me <key> [b]`
     MetaDebug {
@@ -420,6 +450,14 @@ impl<'a> Request<'a> {
             Request::Lru { args } => {
                 out.extend_from_slice(b"lru");
                 sp(out, args);
+            }
+            Request::Watch { flags } => {
+                out.extend_from_slice(b"watch");
+                for (name, bit) in watch::NAMES {
+                    if flags & bit != 0 {
+                        sp(out, name.as_bytes());
+                    }
+                }
             }
             Request::LruCrawler(c) => {
                 out.extend_from_slice(b"lru_crawler ");
@@ -861,6 +899,24 @@ pub fn parse_request<'a>(
                 _ => return Err(err(ErrorKind::Error)),
             };
             Request::LruCrawler(c)
+        }
+        b"watch" => {
+            // memcached 1.6.18: every word must name a log type, else `ERROR` (kept from the
+            // client by a trailing `noreply`, which is itself no type).
+            let mut flags = 0;
+            for i in 0..nargs {
+                match watch::NAMES.iter().find(|(n, _)| n.as_bytes() == a(i)) {
+                    Some((_, bit)) => flags |= bit,
+                    None => {
+                        let noreply = a(nargs - 1) == b"noreply";
+                        return Err(err(ErrorKind::Error).noreply(noreply));
+                    }
+                }
+            }
+            if nargs == 0 {
+                flags = watch::FETCHERS;
+            }
+            Request::Watch { flags }
         }
         b"me" => {
             if nargs < 1 {

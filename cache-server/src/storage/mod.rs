@@ -684,6 +684,28 @@ pub(crate) struct Ctx {
     pub(crate) lru: LruTuning,
     pub(crate) hasher: ahash::RandomState,
     pub(crate) shards: Box<[ShardCell]>,
+    /// The server's `watch` hub, if any (see `crate::watch`).
+    pub(crate) watch: std::sync::OnceLock<Arc<crate::watch::Hub>>,
+}
+
+impl Ctx {
+    /// The hub and the requesting connection's fd when log type `flag` is watched: a
+    /// thread-local read, no atomics, when nobody watches.
+    #[inline]
+    pub(crate) fn watching(&self, flag: u16) -> Option<(&crate::watch::Hub, i32)> {
+        let fd = crate::watch::current(flag)?;
+        Some((self.watch.get()?, fd))
+    }
+
+    /// The hub when log type `flag` is watched, whichever thread asks (the maintenance
+    /// thread evicts too): one relaxed load.
+    #[inline]
+    pub(crate) fn watched(&self, flag: u16) -> Option<&crate::watch::Hub> {
+        self.watch
+            .get()
+            .filter(|h| h.flags() & flag != 0)
+            .map(|h| &**h)
+    }
 }
 
 /// The LRU parameters `lru tune` and `lru mode` change while the engine runs. Read with
@@ -892,10 +914,16 @@ impl Engine {
                     0x082e_fa98_ec4e_6c89,
                 ),
                 shards,
+                watch: std::sync::OnceLock::new(),
             },
             automove: Mutex::new(stats::AutomoveState::default()),
             baseline: Mutex::new(stats::Baseline::default()),
         })
+    }
+
+    /// Log item events (fetches, stores, evictions) to `hub`'s watchers (`watch`). Set once.
+    pub fn set_watch(&self, hub: Arc<crate::watch::Hub>) {
+        let _ = self.ctx.watch.set(hub);
     }
 
     /// The configuration in effect (memory limit and automove may have changed since).
@@ -1023,13 +1051,16 @@ impl Engine {
                 no_bump: true,
                 ..GetOptions::default()
             };
-            if let Some(view) = s.fetch(&self.ctx, h, key, &peek) {
-                if view.value_len() <= MAX_STALE_VALUE && opts.cas.is_none_or(|c| c == view.cas()) {
-                    let mut v = Vec::with_capacity(view.value_len());
-                    view.copy_value_into(&mut v);
-                    copy = Some((view.flags(), v));
-                }
-            }
+            // Not a lookup of memcached's: `watch` does not see it.
+            copy = crate::watch::quiet(|| {
+                let view = s.fetch(&self.ctx, h, key, &peek)?;
+                (view.value_len() <= MAX_STALE_VALUE && opts.cas.is_none_or(|c| c == view.cas()))
+                    .then(|| {
+                        let mut v = Vec::with_capacity(view.value_len());
+                        view.copy_value_into(&mut v);
+                        (view.flags(), v)
+                    })
+            });
         }
         let r = s.delete(&self.ctx, h, key, opts);
         drop(s);

@@ -16,6 +16,7 @@ use super::{
     ReassignOutcome, StoreMode, StoreOutcome, StoreRequest, StoreStatus, ValueParts, WorkReport,
     ITEM_UPDATE_INTERVAL, KEY_MAX_LENGTH,
 };
+use crate::watch;
 
 /// Capacity of the COLD->WARM bump queue per shard (memcached's bump buffer).
 const BUMP_QUEUE: usize = 1024;
@@ -273,17 +274,44 @@ impl Shard {
 
     /// memcached's `do_item_get` without the bump: finds a live item,
     /// unlinking it if expired or flushed.
+    /// Logs an `item_get` line for `watch fetchers`, as memcached's does.
     fn find_live(&mut self, ctx: &Ctx, hash: u64, key: &[u8], now: u32) -> Option<u32> {
-        let id = self.lookup(ctx, hash, key)?;
+        let r = self.find_live_quiet(ctx, hash, key, now);
+        if let Some((hub, cfd)) = ctx.watching(watch::FETCHERS) {
+            let (status, cls, size) = match r {
+                Ok(id) => (
+                    watch::GetStatus::Found,
+                    self.arena.class_of(id) as u8 + 1,
+                    self.hdr(ctx, id).value_len(),
+                ),
+                Err(None) => (watch::GetStatus::NotFound, 0, 0),
+                Err(Some(Dead::Expired)) => (watch::GetStatus::Expired, 0, 0),
+                Err(Some(Dead::Flushed)) => (watch::GetStatus::Flushed, 0, 0),
+            };
+            hub.emit(watch::FETCHERS, |o| {
+                watch::push_item_get(o, key, status, cls, cfd, size)
+            });
+        }
+        r.ok()
+    }
+
+    fn find_live_quiet(
+        &mut self,
+        ctx: &Ctx,
+        hash: u64,
+        key: &[u8],
+        now: u32,
+    ) -> Result<u32, Option<Dead>> {
+        let id = self.lookup(ctx, hash, key).ok_or(None)?;
         match self.dead(ctx, id, now) {
-            None => Some(id),
+            None => Ok(id),
             Some(d) => {
                 match d {
                     Dead::Expired => self.g.get_expired += 1,
                     Dead::Flushed => self.g.get_flushed += 1,
                 }
                 self.unlink_item(ctx, id);
-                None
+                Err(Some(d))
             }
         }
     }
@@ -653,6 +681,25 @@ impl Shard {
                 if f & F_ACTIVE != 0 {
                     c.evicted_active += 1;
                 }
+                if let Some(hub) = ctx.watched(watch::EVICTIONS) {
+                    let h = self.hdr(ctx, id);
+                    let ttl = if exptime == 0 {
+                        -1
+                    } else {
+                        i64::from(exptime) - i64::from(now)
+                    };
+                    hub.emit(watch::EVICTIONS, |o| {
+                        watch::push_eviction(
+                            o,
+                            h.key(),
+                            f & F_FETCHED != 0,
+                            ttl,
+                            now.wrapping_sub(time) as i32,
+                            cls as u8 + 1,
+                            h.value_len(),
+                        )
+                    });
+                }
                 self.unlink_item(ctx, id);
                 removed += 1;
             } else if f & F_ACTIVE != 0 {
@@ -912,19 +959,70 @@ impl Shard {
 
     // ------------------------------------------------------------ commands
 
+    /// A store, logged for `watch mutations` as memcached's `do_store_item` does: the
+    /// stored item, or the one the request would have made.
     pub(crate) fn store(&mut self, ctx: &Ctx, hash: u64, req: &StoreRequest<'_>) -> StoreOutcome {
-        let now = ctx.clock.now();
-        let fail = |status| StoreOutcome {
-            status,
-            cas: 0,
-            ttl: 0,
-        };
-        let old = self.find_live(ctx, hash, req.key, now);
+        let (r, stored) = self.store_quiet(ctx, hash, req);
+        if let Some((hub, cfd)) = ctx.watching(watch::MUTATIONS) {
+            let cmd = store_cmd(req.mode);
+            let status = watch::store_status_word(r.status);
+            let now = ctx.clock.now();
+            let (cls, size, exptime) = match stored {
+                Some(id) => {
+                    let h = self.hdr(ctx, id);
+                    (self.arena.class_of(id) + 1, h.value_len(), h.exptime())
+                }
+                None => {
+                    let e = ctx.realtime(req.exptime);
+                    let c = self.class_for_shape(ctx, req.key.len(), req.value.len(), req.flags, e);
+                    (c + 1, req.value.len(), e)
+                }
+            };
+            match r.status {
+                // Logged where the allocation failed.
+                StoreStatus::TooLarge | StoreStatus::OutOfMemory => {}
+                _ => hub.emit(watch::MUTATIONS, |o| {
+                    let ttl = if exptime == 0 {
+                        0
+                    } else {
+                        exptime.wrapping_sub(now)
+                    };
+                    watch::push_item_store(o, req.key, status, cmd, ttl, cls as u32, cfd, size)
+                }),
+            }
+        }
+        r
+    }
 
-        // Size check first, as memcached allocates before anything else.
+    /// Logs an allocation failure of a store for `watch mutations`.
+    fn log_alloc_failure(ctx: &Ctx, req: &StoreRequest<'_>, status: StoreStatus) {
+        if let Some((hub, cfd)) = ctx.watching(watch::MUTATIONS) {
+            let cmd = store_cmd(req.mode);
+            hub.alloc_failure(req.key, watch::store_status_word(status), cmd, cfd);
+        }
+    }
+
+    /// The store; with the stored item's id.
+    fn store_quiet(
+        &mut self,
+        ctx: &Ctx,
+        hash: u64,
+        req: &StoreRequest<'_>,
+    ) -> (StoreOutcome, Option<u32>) {
+        let now = ctx.clock.now();
+        let fail = |status| {
+            (
+                StoreOutcome {
+                    status,
+                    cas: 0,
+                    ttl: 0,
+                },
+                None,
+            )
+        };
+        // Size check first, as memcached allocates before anything else (and then only
+        // a `set` looks for the old item, to drop it).
         let base_exptime = ctx.realtime(req.exptime);
-        let set_cls =
-            self.class_for_shape(ctx, req.key.len(), req.value.len(), req.flags, base_exptime);
         let mut bits = 0;
         if base_exptime != 0 {
             bits |= F_HAS_EXP;
@@ -935,13 +1033,17 @@ impl Shard {
         if header_len(ctx.hdr_base, bits) + req.key.len() + req.value.len() > ctx.cfg.max_item_size
             || req.key.len() > KEY_MAX_LENGTH
         {
+            Self::log_alloc_failure(ctx, req, StoreStatus::TooLarge);
             if req.mode == StoreMode::Set {
-                if let Some(o) = old {
+                if let Some(o) = self.find_live(ctx, hash, req.key, now) {
                     self.unlink_item(ctx, o);
                 }
             }
             return fail(StoreStatus::TooLarge);
         }
+        let old = self.find_live(ctx, hash, req.key, now);
+        let set_cls =
+            self.class_for_shape(ctx, req.key.len(), req.value.len(), req.flags, base_exptime);
 
         let (old_cas, old_flags) = match old {
             Some(o) => {
@@ -1028,15 +1130,17 @@ impl Shard {
         let id = match res {
             Ok(id) => id,
             Err(e) => {
+                let status = match e {
+                    AllocErr::TooLarge => StoreStatus::TooLarge,
+                    AllocErr::NoMemory => StoreStatus::OutOfMemory,
+                };
+                Self::log_alloc_failure(ctx, req, status);
                 if req.mode == StoreMode::Set {
                     if let Some(o) = self.lookup(ctx, hash, req.key) {
                         self.unlink_item(ctx, o);
                     }
                 }
-                return fail(match e {
-                    AllocErr::TooLarge => StoreStatus::TooLarge,
-                    AllocErr::NoMemory => StoreStatus::OutOfMemory,
-                });
+                return fail(status);
             }
         };
         // An append/prepend keeps the item's own key form (memcached).
@@ -1053,11 +1157,14 @@ impl Shard {
             None => self.link_new(ctx, id, hash, cas),
         }
         let h = self.hdr(ctx, id);
-        StoreOutcome {
-            status: StoreStatus::Stored,
-            cas: h.cas(),
-            ttl: ttl_of(h.exptime(), now),
-        }
+        (
+            StoreOutcome {
+                status: StoreStatus::Stored,
+                cas: h.cas(),
+                ttl: ttl_of(h.exptime(), now),
+            },
+            Some(id),
+        )
     }
 
     pub(crate) fn fetch<'a>(
@@ -1189,6 +1296,30 @@ impl Shard {
                 return ArithOutcome::OutOfMemory;
             };
             self.link_new(ctx, id, hash, None);
+            if let Some((hub, cfd)) = ctx.watching(watch::FETCHERS | watch::MUTATIONS) {
+                // memcached's `ma` creates the item with an `add` store: its lookup and store.
+                let (cls, size) = (self.arena.class_of(id) as u8 + 1, s.len());
+                if watch::current(watch::FETCHERS).is_some() {
+                    hub.emit(watch::FETCHERS, |o| {
+                        watch::push_item_get(o, req.key, watch::GetStatus::NotFound, 0, cfd, 0)
+                    });
+                }
+                if watch::current(watch::MUTATIONS).is_some() {
+                    let ttl = if exp == 0 { 0 } else { exp.wrapping_sub(now) };
+                    hub.emit(watch::MUTATIONS, |o| {
+                        watch::push_item_store(
+                            o,
+                            req.key,
+                            "stored",
+                            "add",
+                            ttl,
+                            cls.into(),
+                            cfd,
+                            size,
+                        )
+                    });
+                }
+            }
             let mut id = id;
             if let Some(t) = req.touch {
                 let Some(n) = self.set_exptime(ctx, id, ctx.realtime(t), now, hash) else {
@@ -1841,4 +1972,16 @@ fn fmt_u64(v: u64, buf: &mut [u8; 20]) -> &[u8] {
         }
     }
     &buf[i..]
+}
+
+/// The command name `watch mutations` logs for a store mode.
+fn store_cmd(mode: StoreMode) -> &'static str {
+    match mode {
+        StoreMode::Set => "set",
+        StoreMode::Add => "add",
+        StoreMode::Replace => "replace",
+        StoreMode::Append => "append",
+        StoreMode::Prepend => "prepend",
+        StoreMode::Cas => "cas",
+    }
 }
