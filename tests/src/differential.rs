@@ -8,6 +8,21 @@ use std::time::Duration;
 use crate::bins::OurServer;
 use crate::external::{skip, Memcached};
 
+/// Each `(input, want)` sent to our server at `addr` on its own connection is answered
+/// exactly `want` (for deliberate differences from memcached, which are not compared).
+pub fn assert_our_replies(addr: SocketAddr, cases: &[(&[u8], &[u8])]) {
+    for (input, want) in cases {
+        let got = exchange(addr, input, false);
+        let got = got.strip_suffix(b"MN\r\n").unwrap_or(&got);
+        assert_eq!(
+            String::from_utf8_lossy(got),
+            String::from_utf8_lossy(want),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
 /// Send `input` (+ `mn\r\n` unless `closes`) and read until the `MN` sentinel or EOF.
 /// Cases must not contain `mn` themselves, or the sentinel would be ambiguous.
 pub fn exchange(addr: SocketAddr, input: &[u8], closes: bool) -> Vec<u8> {

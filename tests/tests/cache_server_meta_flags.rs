@@ -12,7 +12,7 @@
 
 use e2e_tests::bins::OurServer;
 use e2e_tests::differential::{
-    assert_no_differences, differing_cases, exchange, start_pair, stat_value,
+    assert_no_differences, assert_our_replies, differing_cases, exchange, start_pair, stat_value,
 };
 
 /// `O` plus `n` bytes of opaque.
@@ -174,14 +174,5 @@ fn newer_memcached_flags_are_kept() {
             b"CLIENT_ERROR bad token in command line format\r\n",
         ),
     ];
-    for (input, want) in cases {
-        let got = exchange(ours.addr(), input, false);
-        let got = &got[..got.len() - b"MN\r\n".len()];
-        assert_eq!(
-            String::from_utf8_lossy(got),
-            String::from_utf8_lossy(want),
-            "{}",
-            String::from_utf8_lossy(input)
-        );
-    }
+    assert_our_replies(ours.addr(), cases);
 }

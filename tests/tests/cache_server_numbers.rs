@@ -17,7 +17,7 @@
 
 use e2e_tests::bins::OurServer;
 use e2e_tests::differential::{
-    assert_no_differences, differing_cases, exchange, start_pair, stat_value,
+    assert_no_differences, assert_our_replies, differing_cases, exchange, start_pair, stat_value,
 };
 
 /// `O` plus `n` bytes of opaque.
@@ -243,14 +243,5 @@ fn flags_over_32_bits_are_refused() {
             b"CLIENT_ERROR bad command line format\r\nERROR\r\n",
         ),
     ];
-    for (input, want) in cases {
-        let got = exchange(ours.addr(), input, false);
-        let got = &got[..got.len() - b"MN\r\n".len()];
-        assert_eq!(
-            String::from_utf8_lossy(got),
-            String::from_utf8_lossy(want),
-            "{}",
-            String::from_utf8_lossy(input)
-        );
-    }
+    assert_our_replies(ours.addr(), cases);
 }
