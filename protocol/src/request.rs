@@ -595,6 +595,11 @@ pub fn parse_request<'a>(
             .closing()
             .noreply(true));
     }
+    // memcached tokenizes the line as a C string: a NUL byte ends it (`get a\0b` is `get a`).
+    let line = match memchr::memchr(0, line) {
+        Some(i) => &line[..i],
+        None => line,
+    };
     let mut toks = tokens(line);
     let Some(cmd) = toks.next() else {
         return Err(ParseError::new(ErrorKind::Error, line_len));
@@ -866,14 +871,13 @@ pub fn parse_request<'a>(
                 Request::Slabs(SlabsCommand::Reassign { src, dst })
             }
             (2, b"automove") => {
-                // memcached: `safe_strtoul` (so `4294967298` is 2). It answers `ERROR` to a
-                // level above 2; we keep `bad command line format` there (pinned by
-                // protocol/tests/requests.rs).
-                let n = mc_strtoul(a(1))
-                    .filter(|n| *n <= 2)
-                    .ok_or_else(|| err(ErrorKind::BadCommandLineFormat))?
-                    as u64;
-                Request::Slabs(SlabsCommand::Automove(n))
+                // memcached: `safe_strtoul` (so `4294967298` is 2), `bad command line
+                // format` for a non-number and `ERROR` for a level above 2.
+                let n = mc_strtoul(a(1)).ok_or_else(|| err(ErrorKind::BadCommandLineFormat))?;
+                if n > 2 {
+                    return Err(err(ErrorKind::Error));
+                }
+                Request::Slabs(SlabsCommand::Automove(u64::from(n)))
             }
             _ => return Err(err(ErrorKind::Error)),
         },

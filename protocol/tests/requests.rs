@@ -208,8 +208,10 @@ fn storage_commands() {
             set(Set, "k\u{1}", 0, 0, "a", 0, false),
         ),
         (
+            // ... but a NUL ends its C-string line: `set k` lacks arguments (then `a` is
+            // another unknown command).
             b"set k\x00 0 0 1\r\na\r\n".to_vec(),
-            set(Set, "k\u{0}", 0, 0, "a", 0, false),
+            err(ErrorKind::Error, 14),
         ),
         // too large: SERVER_ERROR and the data block is swallowed
         (
@@ -486,10 +488,13 @@ fn other_commands() {
             b"slabs automove 2\r\n",
             Req(Request::Slabs(SlabsCommand::Automove(2))),
         ),
+        (b"slabs automove 3\r\n", err(ErrorKind::Error, 18)),
         (
-            b"slabs automove 3\r\n",
+            b"slabs automove x\r\n",
             err(ErrorKind::BadCommandLineFormat, 18),
         ),
+        // A NUL byte ends the line, as memcached's C-string tokenizer does.
+        (b"get a\0b c\r\n", get(RetrievalKind::Get, None, " a")),
         (b"slabs foo\r\n", err(ErrorKind::Error, 11)),
         (
             b"lru_crawler crawl all\r\n",
