@@ -616,7 +616,8 @@ fn meta_get(
     let pos = |c: u8| flags.iter().position(|(f, _)| f == c);
     if flags.opaque_too_long {
         // memcached finds out while writing the reply: the fetch, an `N` vivify and a `T`
-        // touch that came before the `O` are done, nothing is counted, the reply is the error.
+        // touch that came before the `O` are done, only a miss is counted, the reply is the
+        // error.
         // No win token is handed out: a vivified item is left without one, so the next `mg`
         // sees neither `W` nor `Z`; a stale item still offers its win to the next fetch.
         // The `N` TTL applies only when `N` came before the `O` (else the item never expires).
@@ -630,7 +631,11 @@ fn meta_get(
             no_token: true,
             vivify_ttl_last: vivify_first && pos(b'T') < pos(b'N'),
         };
-        sh.engine.get(key, &opts, |_| ());
+        if sh.engine.get(key, &opts, |_| ()).is_none() {
+            // A miss is counted before memcached notices the opaque.
+            ThreadStats::incr(&ts.cmd_get);
+            ThreadStats::incr(&ts.get_misses);
+        }
         return opaque_too_long(out);
     }
     let opts = GetOptions {
@@ -641,13 +646,8 @@ fn meta_get(
         no_token: false,
         vivify_ttl_last: flags.has(b'N') && pos(b'T') < pos(b'N'),
     };
-    ThreadStats::incr(&ts.cmd_get);
-    if flags.ttl.is_some() {
-        ThreadStats::incr(&ts.cmd_touch);
-    }
     let want_value = flags.has(b'v');
     let hit = sh.engine.get(key, &opts, |it| {
-        let vivified = it.vivified();
         if want_value {
             line(out, b"VA ");
             push_num(out, it.value_len() as u64);
@@ -692,23 +692,22 @@ fn meta_get(
             write_value(out, it);
             line(out, CRLF);
         }
-        vivified
     });
+    // As memcached 1.6.18 counts an mg: an item found (or just created by `N`) is a touch
+    // with `T` and a get without; a miss is a get miss, `T` or not.
     match hit {
-        Some(false) => {
+        Some(()) => {
             if flags.ttl.is_some() {
+                ThreadStats::incr(&ts.cmd_touch);
                 ThreadStats::incr(&ts.touch_hits);
             } else {
+                ThreadStats::incr(&ts.cmd_get);
                 ThreadStats::incr(&ts.get_hits);
             }
         }
-        Some(true) => ThreadStats::incr(&ts.get_misses),
         None => {
-            if flags.ttl.is_some() {
-                ThreadStats::incr(&ts.touch_misses);
-            } else {
-                ThreadStats::incr(&ts.get_misses);
-            }
+            ThreadStats::incr(&ts.cmd_get);
+            ThreadStats::incr(&ts.get_misses);
             if !flags.quiet() {
                 line(out, b"EN");
                 for (flag, token) in flags.iter() {

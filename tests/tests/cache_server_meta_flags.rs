@@ -117,6 +117,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             "base64 key echo by item",
             b"ms YmtB 1 b\r\nx\r\nmg bkA k v\r\nmg YmtB b k v\r\nms bkB 1\r\ny\r\nmg YmtC b k v\r\nmg bkB k\r\nmg YmtD b k v N30\r\nmg bkC k\r\nmg YmtE b k q O1\r\nmg YmtE b k\r\nms YmtC 1 b MA k\r\nz\r\nmg bkB k v\r\nmd YmtB b k\r\nma YmtB b k\r\nms YmtF 1 b\r\nx\r\nms bkE 1 MA\r\ny\r\nmg bkE k v\r\n".to_vec(),
         ),
+        // How an mg counts: a hit (or an item `N` just created) is a touch with `T` and a
+        // get without; a miss is a get miss even with `T` (compared in the stats below).
+        (
+            "mg counts",
+            b"mg cnt1 T30 N30 v\r\nmg cnt2 N30 v\r\nmg cnt3 T30 v\r\nms cnt4 1\r\na\r\nmg cnt4 T30 v\r\nmg cnt4 s\r\nmg cnt1 T5 N30 v\r\n".to_vec(),
+        ),
     ]
 }
 
@@ -138,6 +144,12 @@ fn meta_flags_like_memcached() {
         "incr_hits",
         "incr_misses",
         "cas_badval",
+        "cmd_get",
+        "get_hits",
+        "get_misses",
+        "cmd_touch",
+        "touch_hits",
+        "touch_misses",
     ] {
         let (want, got) = (stat_value(&stats_mc, name), stat_value(&stats_ours, name));
         if want != got {

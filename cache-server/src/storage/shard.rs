@@ -1202,7 +1202,8 @@ impl Shard {
             }
             let cls = self.arena.class_of(id);
             self.classes[cls].c.touch_hits += 1;
-        } else if !created {
+        } else {
+            // An item `mg N` just created counts as a hit, as in memcached.
             let cls = self.arena.class_of(id);
             self.classes[cls].c.lru_hits[(f0 & LRU_MASK) as usize] += 1;
         }
