@@ -137,6 +137,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             b"ms p4 1 MS C0\r\nb\r\nms p5 1 ME C0\r\nb\r\nms p6 1 MR C0\r\nb\r\nms p7 1 MA C0\r\nb\r\nms p8 1 MP C7\r\nb\r\nms p9 1 MA C0 N0\r\nb\r\nmg p4 v\r\nmg p5 v\r\nmg p9 v\r\n"
                 .to_vec(),
         ),
+        // A NUL byte ends the line: memcached tokenizes it as a C string.
+        (
+            "NUL ends the line",
+            b"set nul 0 0 1\r\nx\r\nget nul\0b\r\nmg nul\0 v\r\nset w4 0 5\0zz 1\r\nx\r\nget\0 nul\r\nver\0sion\r\n"
+                .to_vec(),
+        ),
         // 10. Admin numbers (`safe_strtoul` / `safe_strtol`). Nothing here changes a limit.
         (
             "verbosity",
@@ -150,7 +156,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "slabs and lru_crawler",
-            b"slabs reassign 4294967297 4294967298\r\nslabs reassign -4294967295 2\r\nslabs reassign 99999999999999999999 1\r\nslabs reassign 1x 2\r\nslabs automove 4294967296\r\nslabs automove -0\r\nslabs automove 4294967297\r\nlru_crawler sleep 1000001\r\nlru_crawler sleep 4294967297\r\nlru_crawler sleep -0\r\nlru_crawler sleep 100\r\nlru_crawler tocrawl -0\r\nlru_crawler tocrawl 0\r\n"
+            b"slabs automove 3\r\nslabs automove x\r\nslabs reassign 4294967297 4294967298\r\nslabs reassign -4294967295 2\r\nslabs reassign 99999999999999999999 1\r\nslabs reassign 1x 2\r\nslabs automove 4294967296\r\nslabs automove -0\r\nslabs automove 4294967297\r\nlru_crawler sleep 1000001\r\nlru_crawler sleep 4294967297\r\nlru_crawler sleep -0\r\nlru_crawler sleep 100\r\nlru_crawler tocrawl -0\r\nlru_crawler tocrawl 0\r\n"
                 .to_vec(),
         ),
     ]
