@@ -131,6 +131,10 @@ pub struct Settings {
     /// `send` per connection, as memcached does). Falls back by itself where io_uring is
     /// unavailable.
     pub io_uring: bool,
+    /// Under load, a worker whose last wait for events was short yields the CPU for up to
+    /// this many microseconds before it sleeps in epoll (`-o worker_spin_us=N`, 0 = never;
+    /// see server.rs `wait_for_events`).
+    pub worker_spin_us: u32,
 }
 
 impl Default for Settings {
@@ -177,6 +181,7 @@ impl Default for Settings {
             lease_stale_ttl: DEFAULT_LEASE_STALE_TTL,
             metrics_listen: None,
             io_uring: true,
+            worker_spin_us: 20,
         }
     }
 }
@@ -448,6 +453,10 @@ impl Settings {
             }
             "track_sizes" => self.track_sizes = true,
             "no_io_uring" => self.io_uring = false,
+            "worker_spin_us" => {
+                self.worker_spin_us =
+                    num("worker_spin_us", need("worker_spin_us")?, "microseconds")?
+            }
             "lease_ttl" => self.lease_ttl = num("lease_ttl", need("lease_ttl")?, "seconds")?,
             "lease_stale_ttl" => {
                 self.lease_stale_ttl = num("lease_stale_ttl", need("lease_stale_ttl")?, "seconds")?
