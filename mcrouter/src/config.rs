@@ -361,19 +361,44 @@ impl<'r> Builder<'r> {
     }
 
     /// A list of routes: an array, `"Pool|A"` (one route per server), or a single route.
+    /// As mcrouter's `createList`, a pool inside an array (`"Pool|A"` or an inline
+    /// `{"type": "Pool", "name": ..., "servers": [...]}`) stands for its servers too:
+    /// `["PoolRoute|A", "Pool|B"]` is A's route followed by one route per server of B.
     pub fn route_list(&mut self, v: &Value, path: &str) -> Result<Vec<RouteRef>, ConfigError> {
         match v {
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| self.route(item, &format!("{path}[{i}]")))
-                .collect(),
-            Value::String(s) if s.starts_with("Pool|") => {
-                let pool = self.pool(&s[5..], path)?;
-                Ok(pool.routes.clone())
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let item_path = format!("{path}[{i}]");
+                    match self.pool_servers(item, &item_path)? {
+                        Some(routes) => out.extend(routes),
+                        None => out.push(self.route(item, &item_path)?),
+                    }
+                }
+                Ok(out)
             }
-            other => Ok(vec![self.route(other, path)?]),
+            other => match self.pool_servers(other, path)? {
+                Some(routes) => Ok(routes),
+                None => Ok(vec![self.route(other, path)?]),
+            },
         }
+    }
+
+    /// The per-server routes of `v` if it names a pool as a list (`"Pool|A"`, or an
+    /// object of type `Pool`).
+    fn pool_servers(
+        &mut self,
+        v: &Value,
+        path: &str,
+    ) -> Result<Option<Vec<RouteRef>>, ConfigError> {
+        let name = match v {
+            Value::String(s) if s.starts_with("Pool|") => s[5..].to_string(),
+            Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("Pool") => {
+                self.pool_ref(v, path)?
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(self.pool(&name, path)?.routes.clone()))
     }
 }
 
@@ -696,6 +721,29 @@ mod tests {
         let e = parse(r#"{"named_handles":[{"name":"x","type":"FailoverRoute","children":["x"]}],"route":"x"}"#)
             .unwrap_err();
         assert!(e.msg.contains("refers to itself"), "{e}");
+    }
+
+    #[test]
+    fn a_pool_inside_a_list_stands_for_its_servers_as_in_mcrouter() {
+        // mcrouter's test_deterministic_failover.json shape: the normal route, then the
+        // failover pool's servers one by one.
+        let c = parse(
+            r#"{
+              "pools": {"A": {"servers": ["h:1", "h:2"]}, "B": {"servers": ["h:3", "h:4", "h:5"]}},
+              "route": {"type": "FailoverRoute", "children": ["PoolRoute|A", "Pool|B",
+                  {"type": "Pool", "name": "C", "servers": ["h:6"]}]}
+            }"#,
+        )
+        .unwrap();
+        let root = c.root.default_route();
+        assert_eq!(root.children().len(), 1 + 3 + 1);
+        let req = crate::request::Req::from_wire(b"get k\r\n").unwrap();
+        let path = crate::route::describe_path(root, &req);
+        assert!(
+            path.contains("h:3") && path.contains("h:5") && path.contains("h:6"),
+            "{path}"
+        );
+        assert_eq!(c.pools.len(), 3);
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!   N, "exclude_errors": [...]}` (also `FailoverInOrderPolicy`; the default, every
 //!   child in order; `max_tries` caps the counted error replies, as mcrouter's
 //!   `FailoverInOrderPolicy::maxErrorTries`; `max_error_tries` is accepted as the same
-//!   cap) or `{"type": "DeterministicOrderPolicy", "max_tries": N, "max_error_tries":
+//!   cap. A deliberate superset: mcrouter's config factory builds the in-order policy
+//!   without reading these options, so there they have no effect) or `{"type": "DeterministicOrderPolicy", "max_tries": N, "max_error_tries":
 //!   M, "hash": {"hash_func": "Ch3" | "WeightedCh3", "weights": [...]},
 //!   "exclude_errors": [...], "ignore_normal_reply_index": false}` (both counts
 //!   required; the route's own `hash` wins over the policy's). TKO replies (`tko`,
@@ -176,7 +177,10 @@ pub enum FailoverOrder {
     InOrder,
     /// mcrouter's `FailoverDeterministicOrderPolicy`: the primary first, then children
     /// picked by hashing the key with salts 2, 3, ... over all the children, skipping
-    /// the ones already tried (at most 100 draws per pick).
+    /// the ones already tried (at most 100 draws per pick). mcrouter also skips the
+    /// child at the position the primary's hash picked (plus one); this router skips the
+    /// failover child that is the same server as the primary's pick instead, which is the
+    /// same child only when the failover list mirrors the primary pool.
     Deterministic {
         func: HashFunc,
         /// Skip the failover child that is the destination the primary already sent

@@ -68,7 +68,7 @@ use super::modify_exptime::{Action, ModifyExptimeRoute};
 use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
 use crate::destination::DestShared;
-use crate::request::{Op, Req};
+use crate::request::Req;
 
 /// Default `failover_exptime` in seconds (mcrouter's).
 pub const DEFAULT_FAILOVER_EXPTIME: i64 = 60;
@@ -160,7 +160,8 @@ impl Route for FailoverWithExptimeRoute {
 }
 
 /// A failover route: counts each request sent to it, then passes it on. Invisible in
-/// the admin views (name, children and destination are the wrapped route's).
+/// the admin views (name, children and destination are the wrapped route's). It has no
+/// `plain_destination`: multi-get batching must not go around the count.
 #[derive(Debug)]
 struct Counted {
     route: RouteRef,
@@ -186,10 +187,6 @@ impl Route for Counted {
 
     fn children_for(&self, req: &Req) -> Vec<RouteRef> {
         self.route.children_for(req)
-    }
-
-    fn plain_destination(&self, op: Op, key: &[u8]) -> Option<&Arc<DestShared>> {
-        self.route.plain_destination(op, key)
     }
 
     fn destination(&self) -> Option<&Arc<DestShared>> {
@@ -233,6 +230,8 @@ fn from_node(node: &Node<'_>, b: &mut Builder) -> Result<FailoverWithExptimeRout
         },
     };
     let errors = node.failover_errors("failover_errors")?;
+    // `failover_tag`: checked as on FailoverRoute, then ignored (no Carbon reply fields).
+    node.bool_field("failover_tag")?;
     let limiter = parse_failover_limit(node)?;
     let policy = parse_failover_policy(node, 1 + failover.len())?;
     Ok(FailoverWithExptimeRoute::with_options(
