@@ -581,20 +581,45 @@ fn forget_on_too_large_set(sh: &Shared, line: &[u8], fd: i32) {
     let mut toks = line
         .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
         .filter(|t| !t.is_empty());
-    let cmd = toks.next();
-    if let (Some(cmd), Some(key)) = (cmd, toks.clone().next()) {
-        if watch::current(watch::MUTATIONS).is_some() {
-            if let Ok(name @ ("set" | "add" | "replace" | "append" | "prepend" | "cas")) =
-                std::str::from_utf8(cmd)
-            {
-                sh.watch.alloc_failure(key, "too_large", name, fd);
-            }
+    let (Some(cmd), Some(key)) = (toks.next(), toks.next()) else {
+        return;
+    };
+    let mut kb = [0u8; 256];
+    // (logged command, whether the old item goes, the key as stored)
+    let (name, drop_old, key) = match cmd {
+        b"set" => ("set", true, key),
+        b"add" => ("add", false, key),
+        b"replace" => ("replace", false, key),
+        b"append" => ("append", false, key),
+        b"prepend" => ("prepend", false, key),
+        b"cas" => ("cas", false, key),
+        // `ms <key> <datalen> <flags>*`: memcached drops the old item whatever the mode.
+        b"ms" => {
+            let flags = toks.skip(1);
+            let name = match flags.clone().find(|f| f[0] == b'M').and_then(|f| f.get(1)) {
+                Some(b'E' | b'e') => "add",
+                Some(b'R' | b'r') => "replace",
+                Some(b'A' | b'a') => "append",
+                Some(b'P' | b'p') => "prepend",
+                _ => "set",
+            };
+            let key = if flags.clone().any(|f| f == b"b") {
+                match protocol::meta::decode_key(key, &mut kb) {
+                    Ok(n) => &kb[..n],
+                    Err(_) => return,
+                }
+            } else {
+                key
+            };
+            (name, true, key)
         }
+        _ => return,
+    };
+    if watch::current(watch::MUTATIONS).is_some() {
+        sh.watch.alloc_failure(key, "too_large", name, fd);
     }
-    if cmd == Some(b"set") {
-        if let Some(key) = toks.next() {
-            sh.engine
-                .delete(key, &crate::storage::DeleteOptions::default());
-        }
+    if drop_old {
+        sh.engine
+            .delete(key, &crate::storage::DeleteOptions::default());
     }
 }

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use protocol::parse_request;
@@ -50,7 +51,7 @@ pub fn serve(sock: UdpSocket, sh: Arc<Shared>, ts: Arc<ThreadStats>) {
             // Multi-datagram requests are not supported; memcached 1.6 drops them unanswered.
             continue;
         }
-        answer(&buf[HEADER..n], &sh, &ts, &mut out);
+        answer(&buf[HEADER..n], &sh, &ts, &mut out, sock.as_raw_fd());
         if out.is_empty() {
             continue;
         }
@@ -78,10 +79,12 @@ pub fn serve(sock: UdpSocket, sh: Arc<Shared>, ts: Arc<ThreadStats>) {
 }
 
 /// Execute every complete request in one datagram's payload.
-fn answer(mut payload: &[u8], sh: &Shared, ts: &ThreadStats, out: &mut Vec<u8>) {
+fn answer(mut payload: &[u8], sh: &Shared, ts: &ThreadStats, out: &mut Vec<u8>, fd: i32) {
     while !payload.is_empty() {
         match parse_request(payload, &sh.limits) {
             Ok(Some((req, n))) => {
+                // `watch` sees UDP requests too, with the socket's fd as memcached logs them.
+                crate::watch::set_current(sh.watch.flags(), fd);
                 if execute(&req, sh, ts, out) == Outcome::Close {
                     return;
                 }

@@ -117,6 +117,18 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             "base64 key echo by item",
             b"ms YmtB 1 b\r\nx\r\nmg bkA k v\r\nmg YmtB b k v\r\nms bkB 1\r\ny\r\nmg YmtC b k v\r\nmg bkB k\r\nmg YmtD b k v N30\r\nmg bkC k\r\nmg YmtE b k q O1\r\nmg YmtE b k\r\nms YmtC 1 b MA k\r\nz\r\nmg bkB k v\r\nmd YmtB b k\r\nma YmtB b k\r\nms YmtF 1 b\r\nx\r\nms bkE 1 MA\r\ny\r\nmg bkE k v\r\n".to_vec(),
         ),
+        // A too-large ms drops the old item whatever the mode, so no stale value is served.
+        (
+            "too-large ms drops the old item",
+            [
+                b"set big1 0 0 1\r\nx\r\nset big2 0 0 1\r\ny\r\nms big1 2000000\r\n".to_vec(),
+                vec![b'v'; 2_000_000],
+                b"\r\nms big2 2000000 MA\r\n".to_vec(),
+                vec![b'w'; 2_000_000],
+                b"\r\nmg big1 v\r\nmg big2 v\r\n".to_vec(),
+            ]
+            .concat(),
+        ),
         // How an mg counts: a hit (or an item `N` just created) is a touch with `T` and a
         // get without; a miss is a get miss even with `T` (compared in the stats below).
         (
