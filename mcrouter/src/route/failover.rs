@@ -413,21 +413,12 @@ pub const FAILOVER_POLICY_TYPES: &[&str] = &[
 
 /// `failover_limit`: `{"rate": r, "burst": b}` (mcrouter's `FailoverRateLimiter`).
 pub fn parse_failover_limit(node: &Node<'_>) -> Result<Option<FailoverLimiter>, ConfigError> {
-    let Some(v) = node.field("failover_limit") else {
+    let Some(n) = node.object_field(
+        "failover_limit",
+        "expected an object {\"rate\": <0..1>, \"burst\": <at least 1>}",
+    )?
+    else {
         return Ok(None);
-    };
-    let path = join(&node.path, "failover_limit");
-    let Some(obj) = v.as_object() else {
-        return Err(ConfigError::at(
-            path,
-            "expected an object {\"rate\": <0..1>, \"burst\": <at least 1>}",
-        ));
-    };
-    let n = Node {
-        path,
-        type_name: "failover_limit".into(),
-        obj: Some(obj),
-        arg: None,
     };
     let Some(rate) = n.f64_field("rate")? else {
         return Err(n.err("rate", "missing; expected a number from 0 to 1"));
@@ -458,18 +449,9 @@ pub fn parse_failover_policy(
     node: &Node<'_>,
     children: usize,
 ) -> Result<FailoverPolicy, ConfigError> {
-    let Some(v) = node.field("failover_policy") else {
+    let Some(n) = node.object_field("failover_policy", "expected an object with a \"type\"")?
+    else {
         return Ok(FailoverPolicy::in_order(children));
-    };
-    let path = join(&node.path, "failover_policy");
-    let Some(obj) = v.as_object() else {
-        return Err(ConfigError::at(path, "expected an object with a \"type\""));
-    };
-    let n = Node {
-        path,
-        type_name: "failover_policy".into(),
-        obj: Some(obj),
-        arg: None,
     };
     let Some(kind) = n.str_field("type")? else {
         return Err(n.err(

@@ -176,6 +176,28 @@ impl<'a> Node<'a> {
         self.obj.and_then(|o| o.get(name))
     }
 
+    /// The object in field `name` as a node of its own (`None` when the field is absent;
+    /// an error saying `expected` when it is not an object).
+    pub fn object_field(
+        &self,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<Node<'a>>, ConfigError> {
+        let Some(v) = self.field(name) else {
+            return Ok(None);
+        };
+        let path = join(&self.path, name);
+        let Some(obj) = v.as_object() else {
+            return Err(ConfigError::at(path, expected));
+        };
+        Ok(Some(Node {
+            path,
+            type_name: name.into(),
+            obj: Some(obj),
+            arg: None,
+        }))
+    }
+
     /// A required child route in field `name`.
     pub fn route(&self, b: &mut Builder, name: &str) -> Result<RouteRef, ConfigError> {
         match self.field(name) {
