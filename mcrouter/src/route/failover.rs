@@ -595,7 +595,7 @@ pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{run, Mock};
+    use crate::route::testing::{run, with_json_node, Mock};
 
     #[test]
     fn fails_over_on_errors_only() {
@@ -666,14 +666,9 @@ mod tests {
 
     /// Build from JSON at path `route`.
     fn parse(json: &str) -> Result<FailoverErrors, ConfigError> {
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        let node = Node {
-            path: "route".into(),
-            type_name: "FailoverRoute".into(),
-            obj: v.as_object(),
-            arg: None,
-        };
-        node.failover_errors("failover_errors")
+        with_json_node(json, "FailoverRoute", |n| {
+            n.failover_errors("failover_errors")
+        })
     }
 
     #[test]
@@ -771,30 +766,15 @@ mod tests {
         }
     }
 
-    fn node(json: &str) -> (serde_json::Value, String) {
-        (serde_json::from_str(json).unwrap(), "route".to_string())
-    }
-
     fn policy(json: &str, children: usize) -> Result<FailoverPolicy, String> {
-        let (v, path) = node(json);
-        let n = Node {
-            path,
-            type_name: "FailoverRoute".into(),
-            obj: v.as_object(),
-            arg: None,
-        };
-        parse_failover_policy(&n, children).map_err(|e| e.to_string())
+        with_json_node(json, "FailoverRoute", |n| {
+            parse_failover_policy(n, children)
+        })
+        .map_err(|e| e.to_string())
     }
 
     fn limit(json: &str) -> Result<Option<FailoverLimiter>, String> {
-        let (v, path) = node(json);
-        let n = Node {
-            path,
-            type_name: "FailoverRoute".into(),
-            obj: v.as_object(),
-            arg: None,
-        };
-        parse_failover_limit(&n).map_err(|e| e.to_string())
+        with_json_node(json, "FailoverRoute", parse_failover_limit).map_err(|e| e.to_string())
     }
 
     /// mcrouter's `failoverRouteTest.rateLimit`: rate 0.5, burst 1; the bucket starts

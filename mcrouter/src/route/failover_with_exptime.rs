@@ -254,8 +254,7 @@ mod tests {
     use crate::destination::Registry;
     use crate::reply::ErrorClass;
     use crate::route::describe_path;
-    use crate::route::testing::{run, Mock};
-    use serde_json::Value;
+    use crate::route::testing::{run, with_json_node, Mock};
 
     const DOWN: &str = "SERVER_ERROR down\r\n";
 
@@ -265,16 +264,11 @@ mod tests {
 
     /// Build from JSON (with `"type"` added) at path `route`.
     fn parse(json: &str) -> Result<FailoverWithExptimeRoute, ConfigError> {
-        let v: Value = serde_json::from_str(json).unwrap();
         let registry = Registry::default();
         let mut b = Builder::new(&registry);
-        let node = Node {
-            path: "route".into(),
-            type_name: "FailoverWithExptimeRoute".into(),
-            obj: v.as_object(),
-            arg: None,
-        };
-        from_node(&node, &mut b)
+        with_json_node(json, "FailoverWithExptimeRoute", |node| {
+            from_node(node, &mut b)
+        })
     }
 
     #[test]
@@ -412,24 +406,24 @@ mod tests {
                 Mock::replying(DOWN),
                 Mock::replying("STORED\r\n"),
             );
-            let json: Value = serde_json::from_str(
+            let (limit, policy) = with_json_node(
                 r#"{"failover_policy": {"type": "InOrderPolicy", "max_tries": 2},
                     "failover_limit": {"rate": 0.5, "burst": 1}}"#,
-            )
-            .unwrap();
-            let node = Node {
-                path: "route".into(),
-                type_name: "FailoverWithExptimeRoute".into(),
-                obj: json.as_object(),
-                arg: None,
-            };
+                "FailoverWithExptimeRoute",
+                |node| {
+                    (
+                        parse_failover_limit(node).unwrap(),
+                        parse_failover_policy(node, 3).unwrap(),
+                    )
+                },
+            );
             let r = FailoverWithExptimeRoute::with_options(
                 n.r(),
                 vec![g1.r(), g2.r()],
                 10,
                 FailoverErrors::default(),
-                parse_failover_limit(&node).unwrap(),
-                parse_failover_policy(&node, 3).unwrap(),
+                limit,
+                policy,
             );
             let set = || Mock::req("set k 0 0 1\r\nx\r\n");
             // max_tries 2: the normal route and one failover route, then its error.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::{Ctx, Route, RouteFuture, RouteRef};
+use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::destination::{DestOptions, WorkerDests};
 use crate::reply::{classify, Reply};
 use crate::request::Req;
@@ -101,4 +101,16 @@ where
         asynclog: None,
     });
     local.block_on(&rt, f(ctx));
+}
+
+/// Calls `f` with a config node of type `type_name` at path `route` holding the JSON
+/// object `json` (for tests of option parsing).
+pub fn with_json_node<T>(json: &str, type_name: &str, f: impl FnOnce(&Node<'_>) -> T) -> T {
+    let v: serde_json::Value = serde_json::from_str(json).expect("test JSON");
+    f(&Node {
+        path: "route".into(),
+        type_name: type_name.into(),
+        obj: v.as_object(),
+        arg: None,
+    })
 }
