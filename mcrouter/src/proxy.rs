@@ -16,6 +16,9 @@
 //! scheduler round, client replies and destination requests alike, leave in a single
 //! `io_uring_enter` ([`crate::send_batch`]); a write the socket does not take whole
 //! finishes with a normal readiness-driven write.
+//!
+//! Under load a worker yields the CPU once before it sleeps in `epoll_wait` (see
+//! [`park_yield`]; `--no-park-yield` turns it off).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -41,10 +44,14 @@ pub fn run_worker(
     shared: Arc<Shared>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, crate::server::Listener)>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if shared.opts.park_yield {
+        builder
+            .on_thread_park(park_yield::before_park)
+            .on_thread_unpark(park_yield::after_unpark);
+    }
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start a worker runtime");
@@ -93,6 +100,93 @@ pub fn run_worker(
             }
         }
     });
+}
+
+/// Yield before parking: when a worker runs out of work it calls `sched_yield` once
+/// before sleeping in `epoll_wait`, while doing so keeps paying off.
+///
+/// On a busy machine the peers the worker just wrote to (backends, clients) are often
+/// runnable on its own CPU. Letting them run first means their answers are usually
+/// there when the worker polls, so it does not sleep and get woken for each one: fewer
+/// context switches and wake-ups per request, and larger rounds (more requests per
+/// backend write and per io_uring submission). Measured with
+/// `mcrouter/examples/bench/compare_twemproxy.sh`: about 10% less CPU per request.
+///
+/// The rule that keeps it from costing anything when it does not pay is the one of
+/// cache-server's worker spin: a park that returns within [`CAUGHT`] (work was waiting)
+/// earns a credit, a longer sleep after a yield costs [`MISS_COST`], a longer one
+/// without costs one; the worker yields only while its credit is positive. At light
+/// load, where the worker sleeps between requests, it never yields.
+mod park_yield {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+
+    /// A park shorter than this found work waiting.
+    pub const CAUGHT: Duration = Duration::from_micros(50);
+    pub const MISS_COST: i32 = 2;
+    pub const CREDIT_MAX: i32 = 8;
+
+    #[derive(Clone, Copy)]
+    pub struct State {
+        pub credit: i32,
+        yielded: bool,
+        parked_at: Option<Instant>,
+    }
+
+    impl State {
+        pub const fn new() -> Self {
+            State {
+                credit: 0,
+                yielded: false,
+                parked_at: None,
+            }
+        }
+
+        /// Whether to yield now; records the park's start.
+        pub fn park(&mut self, now: Instant) -> bool {
+            self.yielded = self.credit > 0;
+            self.parked_at = Some(now);
+            self.yielded
+        }
+
+        /// After the park: how long it lasted decides the credit.
+        pub fn unpark(&mut self, now: Instant) {
+            let Some(at) = self.parked_at.take() else {
+                return;
+            };
+            let delta = if now.saturating_duration_since(at) < CAUGHT {
+                1
+            } else if self.yielded {
+                -MISS_COST
+            } else {
+                -1
+            };
+            self.credit = (self.credit + delta).clamp(-CREDIT_MAX, CREDIT_MAX);
+        }
+    }
+
+    thread_local! {
+        static STATE: Cell<State> = const { Cell::new(State::new()) };
+    }
+
+    pub fn before_park() {
+        let mut s = STATE.get();
+        let yield_now = s.park(Instant::now());
+        STATE.set(s);
+        if yield_now {
+            std::thread::yield_now();
+            // The park starts after the yield: only waiting work should count as caught.
+            let mut s = STATE.get();
+            s.parked_at = Some(Instant::now());
+            STATE.set(s);
+        }
+    }
+
+    pub fn after_unpark() {
+        let mut s = STATE.get();
+        s.unpark(Instant::now());
+        STATE.set(s);
+    }
 }
 
 /// Buffers larger than this are checked for a complete request before being split.
@@ -533,6 +627,47 @@ fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn park_yield_only_while_it_pays() {
+        use park_yield::{State, CAUGHT, CREDIT_MAX, MISS_COST};
+        use std::time::{Duration, Instant};
+        let t = Instant::now();
+        let long = CAUGHT * 10;
+        let short = CAUGHT / 4;
+        let mut s = State::new();
+        // Light load: every park sleeps long; the worker never yields.
+        for i in 0..50 {
+            assert!(!s.park(t), "yielded at light load (park {i})");
+            s.unpark(t + long);
+        }
+        assert_eq!(s.credit, -CREDIT_MAX);
+        // Heavy load: parks return at once; credit builds up and the worker yields.
+        let mut yields = 0;
+        for _ in 0..(2 * CREDIT_MAX + 4) {
+            yields += s.park(t) as u32;
+            s.unpark(t + short);
+        }
+        assert_eq!(s.credit, CREDIT_MAX);
+        assert!(yields >= 3, "never yielded under load");
+        // When load drops, yields that are followed by long sleeps stop within a few
+        // parks; short parks (load again) start them again.
+        let mut parks = 0;
+        while s.park(t) {
+            s.unpark(t + long);
+            parks += 1;
+            assert!(
+                parks <= CREDIT_MAX / MISS_COST + 1,
+                "kept yielding at light load"
+            );
+        }
+        assert!(parks >= 1, "stopped yielding under load");
+        s.unpark(t + long);
+        while !s.park(t) {
+            s.unpark(t + Duration::from_micros(1));
+        }
+        assert_eq!(s.credit, 1);
+    }
 
     /// Where each key of `req` lies in its raw bytes.
     fn key_ranges(req: &Req) -> Vec<(usize, usize)> {

@@ -42,6 +42,9 @@ pub struct Options {
     /// `--no-io-uring`; also off where io_uring is unavailable). See
     /// [`crate::send_batch`].
     pub io_uring: bool,
+    /// Yield the CPU once before sleeping, while that keeps finding work waiting (off
+    /// with `--no-park-yield`). See `proxy::park_yield`.
+    pub park_yield: bool,
 }
 
 impl Options {
@@ -52,7 +55,7 @@ impl Options {
     pub fn describe(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         format!(
-            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}",
+            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}",
             listen.join(","),
             self.num_proxies,
             self.dest.server_timeout.as_millis(),
@@ -72,6 +75,7 @@ impl Options {
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             self.io_uring,
+            self.park_yield,
         )
     }
 }
@@ -88,6 +92,7 @@ impl Default for Options {
             intake_listen: None,
             asynclog_max_backlog: crate::asynclog::DEFAULT_MAX_BACKLOG,
             io_uring: true,
+            park_yield: true,
         }
     }
 }
