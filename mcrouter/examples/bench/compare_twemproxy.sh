@@ -3,6 +3,12 @@
 # `memcached` backends, the same placement (KetamaMd5 = twemproxy ketama+md5), the same
 # load, alternating rounds.
 #
+#   The backends must be in the same state for both proxies' turns: they get 1 GiB each
+#   (`-m 1024`, never full during a run, so no evictions start half-way: memaslap's sets
+#   fill a 64 MiB memcached within seconds, and a memcached that evicts changes every
+#   proxy's cost per request), and the order alternates (twemproxy first in odd rounds,
+#   mcrouter first in even ones), so neither always meets the fuller cache.
+#
 #   CPU per request: `memcaslap -T 1 -c $CONC -t ${SECS}s` (90% get / 10% set) through each
 #     proxy; utime+stime of the proxy process (/proc/PID/stat) divided by memcaslap's ops.
 #   Latency: `bench_driver` (mcrouter/examples/bench_driver.rs) at a fixed rate of $RATE
@@ -29,7 +35,7 @@ ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 SERVERS=()
 for _ in 1 2 3; do
   p=$(free_port)
-  memcached -l 127.0.0.1 -p "$p" -U 0 -t 1 $( [ "$(id -u)" = 0 ] && echo "-u root" ) & PIDS+=($!)
+  memcached -l 127.0.0.1 -p "$p" -U 0 -t 1 -m 1024 $( [ "$(id -u)" = 0 ] && echo "-u root" ) & PIDS+=($!)
   wait_port "$p"; SERVERS+=("127.0.0.1:$p")
 done
 NP=$(free_port)
@@ -57,8 +63,13 @@ echo "backends: ${SERVERS[*]}  twemproxy: 127.0.0.1:$NP  mcrouter: $MA"
 echo "round  twem_cpu_us/op  mcr_cpu_us/op  cpu_ratio  direct_p50_us  twem_p50_us  mcr_p50_us  added_latency_ratio"
 CPU_R=(); LAT_R=()
 for r in $(seq "$ROUNDS"); do
-  tc=$(cpu_per_op "127.0.0.1:$NP" "$NPID"); mc=$(cpu_per_op "$MA" "$MPID")
-  d=$(p50 "${SERVERS[0]}"); tl=$(p50 "127.0.0.1:$NP"); ml=$(p50 "$MA")
+  if [ $((r % 2)) = 1 ]; then
+    tc=$(cpu_per_op "127.0.0.1:$NP" "$NPID"); mc=$(cpu_per_op "$MA" "$MPID")
+    d=$(p50 "${SERVERS[0]}"); tl=$(p50 "127.0.0.1:$NP"); ml=$(p50 "$MA")
+  else
+    mc=$(cpu_per_op "$MA" "$MPID"); tc=$(cpu_per_op "127.0.0.1:$NP" "$NPID")
+    d=$(p50 "${SERVERS[0]}"); ml=$(p50 "$MA"); tl=$(p50 "127.0.0.1:$NP")
+  fi
   cr=$(python3 -c "print(round($mc/$tc, 3))")
   lr=$(python3 -c "print(round(max($ml-$d,0.001)/max($tl-$d,0.001), 3))")
   CPU_R+=("$cr"); LAT_R+=("$lr")
