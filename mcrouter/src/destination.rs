@@ -12,7 +12,13 @@
 //! Requests queued while the connection task is busy are written together (one `write`
 //! for many requests; with the worker's [`SendBatcher`], one send in the round's io_uring
 //! batch, the rest written directly if the socket was full), and replies are parsed in
-//! order and handed back as zero-copy slices of the read buffer. A connection that times
+//! order and handed back as zero-copy slices of the read buffer.
+//!
+//! Single-key `get`s queued one after another in the same round are joined into one
+//! multi-key `get` line (at most [`JOIN_MAX_KEYS`] keys, [`JOIN_MAX_LINE`] bytes), and its
+//! reply is split back into one `VALUE ... END` (or `END`) per request. memcached answers
+//! each pipelined `get` with a send of its own but a multi-key `get` with one, so this
+//! saves the server a system call per key and the router a TCP segment to receive. A connection that times
 //! out, errors or returns garbage is closed and every request pending on it fails with
 //! `SERVER_ERROR` (a late reply could otherwise be matched to the wrong request); the
 //! next request reconnects.
@@ -88,6 +94,8 @@ pub struct Health {
     pub errors: AtomicU64,
     /// Write system calls (a pipelined batch is one).
     pub writes: AtomicU64,
+    /// Single-key gets sent joined to another's `get` line (counted in `requests` too).
+    pub joined: AtomicU64,
 }
 
 impl Health {
@@ -187,6 +195,12 @@ impl Future for ReplyFuture {
     }
 }
 
+/// Most keys joined into one `get` line.
+pub const JOIN_MAX_KEYS: usize = 32;
+/// Longest joined `get` line (memcached reads longer `get` lines too, but other servers
+/// may not).
+pub const JOIN_MAX_LINE: usize = 2048;
+
 struct Pending {
     tx: oneshot::Sender<Reply>,
     until_end: bool,
@@ -194,6 +208,17 @@ struct Pending {
     seq: u64,
     /// When it was queued (only with metrics on).
     sent: Option<Instant>,
+    /// Other single-key gets joined to this one's line (see the module docs).
+    joined: Option<Box<Joined>>,
+}
+
+/// The requests of a joined `get` line: every key in line order (the first request's
+/// included), and the reply channel of each request after the first.
+struct Joined {
+    keys: Vec<u8>,
+    /// End of each key in `keys`.
+    ends: Vec<usize>,
+    txs: Vec<(oneshot::Sender<Reply>, Option<Instant>)>,
 }
 
 #[derive(Default)]
@@ -202,6 +227,134 @@ struct ConnState {
     pending: VecDeque<Pending>,
     running: bool,
     next_seq: u64,
+    /// `out` ends with a `get` line that starts here and belongs to the last pending
+    /// request: a single-key `get` queued now can join it.
+    open_get: Option<usize>,
+    /// Requests joined to another's line (they count against `max_inflight` too).
+    joined: usize,
+}
+
+/// The key of `raw` when it is exactly one single-key `get` line.
+fn single_get_key(raw: &[u8]) -> Option<&[u8]> {
+    let key = raw.strip_prefix(b"get ")?.strip_suffix(b"\r\n")?;
+    // memcached splits a command line at spaces only (a NUL ends it); the parser let
+    // nothing else through that could split a key.
+    let one_token = key.iter().all(|&b| !matches!(b, b' ' | b'\r' | b'\n' | 0));
+    (!key.is_empty() && one_token).then_some(key)
+}
+
+impl ConnState {
+    /// Queue `raw`: joined to the open `get` line (`None`), or as a request of its own
+    /// (`Some(whether out was empty)`).
+    fn queue(
+        &mut self,
+        health: &Health,
+        raw: &[u8],
+        until_end: bool,
+        tx: oneshot::Sender<Reply>,
+        sent: Option<Instant>,
+    ) -> Option<bool> {
+        let get_key = if until_end { single_get_key(raw) } else { None };
+        let tx = match get_key {
+            Some(key) => match self.join(health, key, tx, sent) {
+                Ok(()) => return None,
+                Err(tx) => tx,
+            },
+            None => tx,
+        };
+        let was_empty = self.out.is_empty();
+        self.open_get = get_key.map(|_| self.out.len());
+        self.out.extend_from_slice(raw);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push_back(Pending {
+            tx,
+            until_end,
+            seq,
+            sent,
+            joined: None,
+        });
+        Some(was_empty)
+    }
+
+    /// Join `key`'s single-key get to the open `get` line, if there is one with room.
+    /// Returns the channel back when it cannot.
+    fn join(
+        &mut self,
+        health: &Health,
+        key: &[u8],
+        tx: oneshot::Sender<Reply>,
+        sent: Option<Instant>,
+    ) -> Result<(), oneshot::Sender<Reply>> {
+        let (Some(start), Some(p)) = (self.open_get, self.pending.back_mut()) else {
+            return Err(tx);
+        };
+        let n = self.out.len();
+        let keys = p.joined.as_ref().map_or(1, |j| j.ends.len());
+        if keys >= JOIN_MAX_KEYS || n - start + 1 + key.len() > JOIN_MAX_LINE {
+            return Err(tx);
+        }
+        let j = p.joined.get_or_insert_with(|| {
+            let first = &self.out[start + 4..n - 2];
+            Box::new(Joined {
+                keys: first.to_vec(),
+                ends: vec![first.len()],
+                txs: Vec::new(),
+            })
+        });
+        j.keys.extend_from_slice(key);
+        j.ends.push(j.keys.len());
+        j.txs.push((tx, sent));
+        self.out.truncate(n - 2);
+        self.out.push(b' ');
+        self.out.extend_from_slice(key);
+        self.out.extend_from_slice(b"\r\n");
+        self.joined += 1;
+        health.joined.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Split the reply to a joined `get` line into one reply per request, in line order:
+/// its `VALUE` unit and `END` when the server returned one for its key, `END` alone when
+/// not; an error reply goes to every request (without any values before it).
+fn split_joined(j: &Joined, kind: ReplyKind, bytes: &bytes::Bytes) -> Vec<Reply> {
+    let units = crate::reply::value_units(bytes);
+    let pos = units.last().map_or(0, |(_, unit)| unit.end);
+    let count = j.ends.len();
+    if let ReplyKind::Error(_) = kind {
+        let rest = bytes.slice(pos..);
+        return (0..count)
+            .map(|_| Reply {
+                kind,
+                bytes: rest.clone(),
+            })
+            .collect();
+    }
+    let mut next = units.iter().peekable();
+    let mut start = 0;
+    let mut out = Vec::with_capacity(count);
+    for &end in &j.ends {
+        let key = &j.keys[start..end];
+        start = end;
+        match next.peek() {
+            Some((k, unit)) if &bytes[k.clone()] == key => {
+                let mut b = BytesMut::with_capacity(unit.len() + 5);
+                b.extend_from_slice(&bytes[unit.clone()]);
+                b.extend_from_slice(b"END\r\n");
+                out.push(Reply {
+                    kind: ReplyKind::Hit,
+                    bytes: b.freeze(),
+                });
+                next.next();
+            }
+            _ => out.push(Reply {
+                kind: ReplyKind::Miss,
+                bytes: bytes::Bytes::from_static(b"END\r\n"),
+            }),
+        }
+    }
+    out
 }
 
 /// One connection to a destination, owned by a worker.
@@ -231,7 +384,7 @@ impl Conn {
             )));
         }
         let mut st = self.st.borrow_mut();
-        if st.pending.len() >= self.opts.max_inflight {
+        if st.pending.len() + st.joined >= self.opts.max_inflight {
             return ReplyFuture::Ready(Some(Reply::error_static(
                 ErrorClass::Busy,
                 b"SERVER_ERROR mcrouter: busy (too many requests in flight to the server)\r\n",
@@ -239,17 +392,11 @@ impl Conn {
         }
         self.shared.health.requests.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        let was_empty = st.out.is_empty();
-        st.out.extend_from_slice(raw);
-        let seq = st.next_seq;
-        st.next_seq += 1;
         let sent = self.metrics.start();
-        st.pending.push_back(Pending {
-            tx,
-            until_end,
-            seq,
-            sent,
-        });
+        let Some(was_empty) = st.queue(&self.shared.health, raw, until_end, tx, sent) else {
+            // Joined to a line already queued: the connection task will send it.
+            return ReplyFuture::Wait(rx);
+        };
         if !st.running {
             st.running = true;
             drop(st);
@@ -265,6 +412,8 @@ impl Conn {
         let pending = {
             let mut st = self.st.borrow_mut();
             st.out.clear();
+            st.open_get = None;
+            st.joined = 0;
             std::mem::take(&mut st.pending)
         };
         if pending.is_empty() {
@@ -273,6 +422,9 @@ impl Conn {
         let reply = Reply::error(class, msg);
         for p in pending {
             let _ = p.tx.send(reply.clone());
+            for (tx, _) in p.joined.into_iter().flat_map(|j| j.txs) {
+                let _ = tx.send(reply.clone());
+            }
         }
     }
 
@@ -356,7 +508,12 @@ impl Conn {
             if ticket.is_none() && wpos == wbuf.len() {
                 wbuf.clear();
                 wpos = 0;
-                std::mem::swap(&mut wbuf, &mut self.st.borrow_mut().out);
+                {
+                    let mut st = self.st.borrow_mut();
+                    std::mem::swap(&mut wbuf, &mut st.out);
+                    // What was queued is on its way: nothing more joins it.
+                    st.open_get = None;
+                }
                 if let (Some(b), false) = (&self.sends, wbuf.is_empty()) {
                     ticket = Some(b.submit(fd, std::mem::take(&mut wbuf)));
                 }
@@ -451,11 +608,32 @@ impl Conn {
             };
             *scan = Scan::default();
             let bytes = rbuf.split_to(end).freeze();
-            let p = self.st.borrow_mut().pending.pop_front();
+            let p = {
+                let mut st = self.st.borrow_mut();
+                let p = st.pending.pop_front();
+                if let Some(j) = p.as_ref().and_then(|p| p.joined.as_ref()) {
+                    st.joined -= j.txs.len();
+                }
+                p
+            };
             self.shared.health.success();
             if let Some(p) = p {
                 self.metrics.replied(p.sent);
-                let _ = p.tx.send(Reply { kind, bytes });
+                match p.joined {
+                    None => {
+                        let _ = p.tx.send(Reply { kind, bytes });
+                    }
+                    Some(j) => {
+                        let mut replies = split_joined(&j, kind, &bytes).into_iter();
+                        if let Some(r) = replies.next() {
+                            let _ = p.tx.send(r);
+                        }
+                        for ((tx, sent), r) in j.txs.into_iter().zip(replies) {
+                            self.metrics.replied(sent);
+                            let _ = tx.send(r);
+                        }
+                    }
+                }
             }
         }
     }
@@ -556,5 +734,143 @@ impl WorkerDests {
     /// `VALUE`*`END` sequence when `until_end`) on a connection to `d`.
     pub fn send(&self, d: &Arc<DestShared>, raw: &[u8], until_end: bool) -> ReplyFuture {
         self.conn(d).send(raw, until_end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(st: &mut ConnState, raw: &[u8]) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        st.queue(&Health::default(), raw, raw.starts_with(b"get"), tx, None);
+        rx
+    }
+
+    #[test]
+    fn only_plain_single_key_gets_join() {
+        assert_eq!(single_get_key(b"get k\r\n"), Some(&b"k"[..]));
+        assert_eq!(single_get_key(b"get \x10ctl\r\n"), Some(&b"\x10ctl"[..]));
+        for raw in [
+            &b"get a b\r\n"[..],
+            b"gets k\r\n",
+            b"get \r\n",
+            b"get k\n",
+            b"gat 0 k\r\n",
+            b"lease-get k\r\n",
+            b"mg k v\r\n",
+        ] {
+            assert_eq!(
+                single_get_key(raw),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn consecutive_gets_share_a_line_until_something_else_comes() {
+        let mut st = ConnState::default();
+        let _a = queue(&mut st, b"get a\r\n");
+        let _b = queue(&mut st, b"get b\r\n");
+        let _a2 = queue(&mut st, b"get a\r\n");
+        let _s = queue(&mut st, b"set x 0 0 1\r\n1\r\n");
+        let _c = queue(&mut st, b"get c\r\n");
+        let _d = queue(&mut st, b"get d\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&st.out),
+            "get a b a\r\nset x 0 0 1\r\n1\r\nget c d\r\n"
+        );
+        assert_eq!(st.pending.len(), 3);
+        assert_eq!(st.joined, 3);
+        // Once the connection task took `out`, nothing joins what was sent.
+        st.out.clear();
+        st.open_get = None;
+        let _e = queue(&mut st, b"get e\r\n");
+        assert_eq!(String::from_utf8_lossy(&st.out), "get e\r\n");
+        assert_eq!(st.pending.len(), 4);
+    }
+
+    #[test]
+    fn joined_lines_stay_within_the_key_and_length_limits() {
+        let mut st = ConnState::default();
+        let _rx: Vec<_> = (0..JOIN_MAX_KEYS + 1)
+            .map(|i| queue(&mut st, format!("get k{i}\r\n").as_bytes()))
+            .collect();
+        assert_eq!(
+            st.pending.len(),
+            2,
+            "{} keys start a second line",
+            JOIN_MAX_KEYS + 1
+        );
+        let mut st = ConnState::default();
+        let long = "x".repeat(250);
+        let _rx: Vec<_> = (0..20)
+            .map(|i| queue(&mut st, format!("get {long}{i}\r\n").as_bytes()))
+            .collect();
+        let lines: Vec<&[u8]> = st.out.split(|&b| b == b'\n').collect();
+        assert!(lines.len() > 2, "long keys split over several lines");
+        assert!(lines.iter().all(|l| l.len() < JOIN_MAX_LINE));
+    }
+
+    fn joined(keys: &[&str]) -> Joined {
+        let mut j = Joined {
+            keys: Vec::new(),
+            ends: Vec::new(),
+            txs: Vec::new(),
+        };
+        for k in keys {
+            j.keys.extend_from_slice(k.as_bytes());
+            j.ends.push(j.keys.len());
+        }
+        j
+    }
+
+    fn texts(r: &[Reply]) -> Vec<String> {
+        r.iter()
+            .map(|r| String::from_utf8_lossy(&r.bytes).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_joined_reply_splits_back_per_request() {
+        // a hit, b missing, a again (hit again), c whose value looks like a reply.
+        let j = joined(&["a", "b", "a", "c"]);
+        let bytes = bytes::Bytes::from_static(
+            b"VALUE a 0 1\r\n1\r\nVALUE a 0 1\r\n1\r\nVALUE c 5 10\r\nEND\r\nVALUE\r\nEND\r\n",
+        );
+        let r = split_joined(&j, ReplyKind::Hit, &bytes);
+        assert_eq!(
+            texts(&r),
+            [
+                "VALUE a 0 1\r\n1\r\nEND\r\n",
+                "END\r\n",
+                "VALUE a 0 1\r\n1\r\nEND\r\n",
+                "VALUE c 5 10\r\nEND\r\nVALUE\r\nEND\r\n",
+            ]
+        );
+        let kinds: Vec<ReplyKind> = r.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ReplyKind::Hit,
+                ReplyKind::Miss,
+                ReplyKind::Hit,
+                ReplyKind::Hit
+            ]
+        );
+        let r = split_joined(&j, ReplyKind::Miss, &bytes::Bytes::from_static(b"END\r\n"));
+        assert_eq!(texts(&r), ["END\r\n"; 4]);
+    }
+
+    #[test]
+    fn an_error_reply_goes_to_every_joined_request() {
+        let j = joined(&["a", "b"]);
+        let bytes =
+            bytes::Bytes::from_static(b"VALUE a 0 1\r\n1\r\nSERVER_ERROR out of memory\r\n");
+        let r = split_joined(&j, ReplyKind::Error(ErrorClass::RemoteError), &bytes);
+        assert_eq!(texts(&r), ["SERVER_ERROR out of memory\r\n"; 2]);
+        assert!(r.iter().all(|r| r.is_error()));
     }
 }

@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 
 use crate::admin;
 use crate::destination::WorkerDests;
-use crate::reply::{quiet_suppressed, ErrorClass, Reply, ReplyKind};
+use crate::reply::{quiet_suppressed, value_units, ErrorClass, Reply, ReplyKind};
 use crate::request::{Classified, LocalCmd, Op, Req, StatsGroup};
 use crate::route::{all_destinations, join_all, ready, worst, Ctx, Route, RouteFuture, RouteRef};
 use crate::send_batch::{self, SendBatcher};
@@ -563,27 +563,11 @@ pub fn multi_get(req: Req, root: &RouteRef, ctx: &Rc<Ctx>, shared: &Arc<Shared>)
     })
 }
 
-/// Values of each part reply, in order: `(key range, whole VALUE unit range)`.
-fn values_of(reply: &Reply) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
-    let mut out = Vec::new();
-    let b = &reply.bytes[..];
-    let mut pos = 0;
-    while pos < b.len() {
-        match protocol::parse_response(&b[pos..]) {
-            Ok(Some((protocol::Response::Value { key, .. }, n))) => {
-                let ks = key.as_ptr() as usize - b.as_ptr() as usize;
-                out.push((ks..ks + key.len(), pos..pos + n));
-                pos += n;
-            }
-            _ => break,
-        }
-    }
-    out
-}
-
 /// The error line of a failed part reply (a backend may have sent values before it).
 fn error_only(reply: &Reply) -> Reply {
-    let skip = values_of(reply).last().map_or(0, |(_, unit)| unit.end);
+    let skip = value_units(&reply.bytes)
+        .last()
+        .map_or(0, |(_, unit)| unit.end);
     Reply {
         kind: reply.kind,
         bytes: reply.bytes.slice(skip..),
@@ -601,7 +585,7 @@ fn assemble(
     if let Some(err) = replies.iter().find(|r| r.is_error()) {
         return error_only(err);
     }
-    let values: Vec<_> = replies.iter().map(values_of).collect();
+    let values: Vec<_> = replies.iter().map(|r| value_units(&r.bytes)).collect();
     let mut cursor = vec![0usize; replies.len()];
     let total: usize = replies.iter().map(|r| r.bytes.len()).sum();
     let mut out = Vec::with_capacity(total + 8);

@@ -420,6 +420,24 @@ fn rewrite_meta_key(reply: Reply, client: &ClientKey) -> Reply {
     }
 }
 
+/// The `VALUE` units at the start of a get reply, in order: `(key range, whole unit
+/// range)` (a unit is the `VALUE` line and its data block).
+pub fn value_units(b: &[u8]) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < b.len() {
+        match protocol::parse_response(&b[pos..]) {
+            Ok(Some((protocol::Response::Value { key, .. }, n))) => {
+                let ks = key.as_ptr() as usize - b.as_ptr() as usize;
+                out.push((ks..ks + key.len(), pos..pos + n));
+                pos += n;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,7 +174,8 @@ impl Shared {
     }
 
     /// The `stats servers` reply: one line per destination of the current config,
-    /// `STAT <host:port> state:<up|tko> requests:<n> errors:<n> writes:<n>`.
+    /// `STAT <host:port> state:<up|tko> requests:<n> errors:<n> writes:<n> joined:<n>`
+    /// (`joined`: single-key gets sent as part of another's `get` line).
     pub fn servers_reply(&self) -> Vec<u8> {
         let cfg = self.config.load();
         let mut out = Vec::new();
@@ -182,12 +183,13 @@ impl Shared {
             let h = &d.health;
             out.extend_from_slice(
                 format!(
-                    "STAT {} state:{} requests:{} errors:{} writes:{}\r\n",
+                    "STAT {} state:{} requests:{} errors:{} writes:{} joined:{}\r\n",
                     d.addr,
                     if h.is_tko() { "tko" } else { "up" },
                     h.requests.load(Ordering::Relaxed),
                     h.errors.load(Ordering::Relaxed),
                     h.writes.load(Ordering::Relaxed),
+                    h.joined.load(Ordering::Relaxed),
                 )
                 .as_bytes(),
             );

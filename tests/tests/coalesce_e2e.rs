@@ -14,7 +14,8 @@ use e2e_tests::router_support::{pool_config, wait_until, Client, Router};
 use protocol::{Limits, Request};
 
 /// Answers `get`/`set`; every `get` reply waits for a permit from [`Gate::release`].
-/// Requests are logged (and sets applied) as soon as they are read.
+/// Requests are logged (and sets applied) as soon as they are read, one `get` entry per
+/// key of a `get` line.
 struct GatedBackend {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
@@ -56,7 +57,8 @@ impl GatedBackend {
 }
 
 enum Job {
-    Get(Vec<u8>),
+    /// A `get` line's keys (the router joins concurrent single-key gets into one line).
+    Get(Vec<Vec<u8>>),
     Line(&'static [u8]),
 }
 
@@ -73,7 +75,7 @@ fn serve(
         for job in rx {
             let out = match job {
                 Job::Line(l) => l.to_vec(),
-                Job::Get(key) => {
+                Job::Get(keys) => {
                     let mut n = gate.0.lock().unwrap();
                     while *n == 0 {
                         n = gate.1.wait(n).unwrap();
@@ -81,12 +83,14 @@ fn serve(
                     *n -= 1;
                     drop(n);
                     let mut out = Vec::new();
-                    if let Some(v) = store2.lock().unwrap().get(&key) {
-                        out.extend_from_slice(b"VALUE ");
-                        out.extend_from_slice(&key);
-                        out.extend_from_slice(format!(" 0 {}\r\n", v.len()).as_bytes());
-                        out.extend_from_slice(v);
-                        out.extend_from_slice(b"\r\n");
+                    for key in keys {
+                        if let Some(v) = store2.lock().unwrap().get(&key) {
+                            out.extend_from_slice(b"VALUE ");
+                            out.extend_from_slice(&key);
+                            out.extend_from_slice(format!(" 0 {}\r\n", v.len()).as_bytes());
+                            out.extend_from_slice(v);
+                            out.extend_from_slice(b"\r\n");
+                        }
                     }
                     out.extend_from_slice(b"END\r\n");
                     out
@@ -106,11 +110,12 @@ fn serve(
             Ok(Some((req, n))) => {
                 let job = match req {
                     Request::Retrieval { keys, .. } => {
-                        let key = keys.iter().next().unwrap_or_default().to_vec();
-                        log.lock()
-                            .unwrap()
-                            .push(format!("get {}", String::from_utf8_lossy(&key)));
-                        Job::Get(key)
+                        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+                        let mut log = log.lock().unwrap();
+                        for k in &keys {
+                            log.push(format!("get {}", String::from_utf8_lossy(k)));
+                        }
+                        Job::Get(keys)
                     }
                     Request::Storage { key, data, .. } => {
                         log.lock()

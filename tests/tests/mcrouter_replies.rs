@@ -6,7 +6,8 @@
 //!   `isFailoverErrorResult`);
 //! - `failover_errors` in both of mcrouter's forms (a list, or per operation kind);
 //! - meta commands with `q` hide exactly what memcached hides;
-//! - a multi-get with a failed destination answers the error, not a partial hit list.
+//! - a multi-get with a failed destination answers the error, not a partial hit list;
+//! - single-key gets joined into one multi-key line per server answer as memcached does.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -245,5 +246,56 @@ fn multiget_with_a_failed_destination_is_an_error() -> Result<()> {
         .map(|k| format!("VALUE {k} 0 1\r\nv\r\n"))
         .collect();
     assert_eq!(r, format!("{expected}END\r\n"));
+    Ok(())
+}
+
+/// Single-key gets pipelined to one server go out joined into multi-key `get` lines and
+/// their replies are split back: each request still gets exactly the reply memcached
+/// gives it directly (hits, misses, a key asked twice, a key with a control byte, a
+/// value that looks like a reply, keys long enough to overflow a line, a large value).
+#[test]
+fn joined_gets_answer_exactly_as_memcached() -> Result<()> {
+    let Some(ms) = memcacheds("joined_gets_answer_exactly_as_memcached", 1) else {
+        return Ok(());
+    };
+    let server = ms[0].server_string();
+    let router = Router::start(&pool_config(std::slice::from_ref(&server)), &[])?;
+    let mut direct = Client::connect(ms[0].addr())?;
+    let mut keys: Vec<String> = (0..60).map(|i| format!("k{i}")).collect();
+    keys.push("\x10bin\x1a".into());
+    keys.extend((0..12).map(|i| format!("{}{i:02}", "L".repeat(240))));
+    for (i, k) in keys.iter().enumerate() {
+        if i % 3 != 0 {
+            assert_eq!(direct.set(k, &format!("v{i}"))?, "STORED\r\n");
+        }
+    }
+    let tricky = "END\r\nVALUE k1 0 2\r\nv1";
+    assert_eq!(direct.set("tricky", tricky)?, "STORED\r\n");
+    let big = "b".repeat(200_000);
+    assert_eq!(direct.set("big", &big)?, "STORED\r\n");
+    let mut order: Vec<&str> = keys.iter().map(String::as_str).collect();
+    order.extend(["k1", "tricky", "k0", "big", "k1", "k2"]);
+    let pipelined: String = order.iter().map(|k| format!("get {k}\r\n")).collect();
+    let s = format!("{pipelined}mn\r\n");
+    let want = session(ms[0].addr(), &s)?;
+    ensure!(
+        want.matches("VALUE ").count() > 40,
+        "memcached has the values"
+    );
+    for round in 0..3 {
+        let got = session(router.addr(), &s)?;
+        assert!(
+            got == want,
+            "round {round}: the router's replies differ from memcached's"
+        );
+    }
+    // The gets did go out joined.
+    let servers = router.client()?.call("stats servers\r\n")?;
+    let joined: u64 = servers
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("joined:"))
+        .context("joined: in stats servers")?
+        .parse()?;
+    ensure!(joined > 0, "no get was joined: {servers}");
     Ok(())
 }
