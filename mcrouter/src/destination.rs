@@ -290,6 +290,7 @@ impl ConnState {
             return Err(tx);
         };
         let n = self.out.len();
+        debug_assert!(start + 6 < n && self.out[start..].starts_with(b"get "));
         let keys = p.joined.as_ref().map_or(1, |j| j.ends.len());
         if keys >= JOIN_MAX_KEYS || n - start + 1 + key.len() > JOIN_MAX_LINE {
             return Err(tx);
@@ -317,19 +318,22 @@ impl ConnState {
 
 /// Split the reply to a joined `get` line into one reply per request, in line order:
 /// its `VALUE` unit and `END` when the server returned one for its key, `END` alone when
-/// not; an error reply goes to every request (without any values before it).
-fn split_joined(j: &Joined, kind: ReplyKind, bytes: &bytes::Bytes) -> Vec<Reply> {
+/// not; an error reply goes to every request (without any values before it). `None`
+/// when a value is left over (not in the requested keys' order, or for a key not asked).
+fn split_joined(j: &Joined, kind: ReplyKind, bytes: &bytes::Bytes) -> Option<Vec<Reply>> {
     let units = crate::reply::value_units(bytes);
     let pos = units.last().map_or(0, |(_, unit)| unit.end);
     let count = j.ends.len();
     if let ReplyKind::Error(_) = kind {
         let rest = bytes.slice(pos..);
-        return (0..count)
-            .map(|_| Reply {
-                kind,
-                bytes: rest.clone(),
-            })
-            .collect();
+        return Some(
+            (0..count)
+                .map(|_| Reply {
+                    kind,
+                    bytes: rest.clone(),
+                })
+                .collect(),
+        );
     }
     let mut next = units.iter().peekable();
     let mut start = 0;
@@ -354,7 +358,7 @@ fn split_joined(j: &Joined, kind: ReplyKind, bytes: &bytes::Bytes) -> Vec<Reply>
             }),
         }
     }
-    out
+    next.peek().is_none().then_some(out)
 }
 
 /// One connection to a destination, owned by a worker.
@@ -624,7 +628,21 @@ impl Conn {
                         let _ = p.tx.send(Reply { kind, bytes });
                     }
                     Some(j) => {
-                        let mut replies = split_joined(&j, kind, &bytes).into_iter();
+                        let Some(replies) = split_joined(&j, kind, &bytes) else {
+                            // Like any reply that cannot be matched to its requests: fail
+                            // them and close the connection.
+                            let msg = "bad reply: values out of the requested keys' order";
+                            let err = Reply::error(
+                                ErrorClass::LocalError,
+                                &format!("mcrouter: {msg} ({})", self.shared.addr),
+                            );
+                            let _ = p.tx.send(err.clone());
+                            for (tx, _) in j.txs {
+                                let _ = tx.send(err.clone());
+                            }
+                            return Err((ErrorClass::LocalError, msg.into()));
+                        };
+                        let mut replies = replies.into_iter();
                         if let Some(r) = replies.next() {
                             let _ = p.tx.send(r);
                         }
@@ -840,7 +858,7 @@ mod tests {
         let bytes = bytes::Bytes::from_static(
             b"VALUE a 0 1\r\n1\r\nVALUE a 0 1\r\n1\r\nVALUE c 5 10\r\nEND\r\nVALUE\r\nEND\r\n",
         );
-        let r = split_joined(&j, ReplyKind::Hit, &bytes);
+        let r = split_joined(&j, ReplyKind::Hit, &bytes).unwrap();
         assert_eq!(
             texts(&r),
             [
@@ -861,7 +879,12 @@ mod tests {
             ]
         );
         let r = split_joined(&j, ReplyKind::Miss, &bytes::Bytes::from_static(b"END\r\n"));
-        assert_eq!(texts(&r), ["END\r\n"; 4]);
+        assert_eq!(texts(&r.unwrap()), ["END\r\n"; 4]);
+        // Values in another order than asked (or for keys not asked) are not guessed at.
+        let swapped = bytes::Bytes::from_static(b"VALUE c 0 1\r\n3\r\nVALUE a 0 1\r\n1\r\nEND\r\n");
+        assert!(split_joined(&j, ReplyKind::Hit, &swapped).is_none());
+        let stranger = bytes::Bytes::from_static(b"VALUE z 0 1\r\n3\r\nEND\r\n");
+        assert!(split_joined(&j, ReplyKind::Hit, &stranger).is_none());
     }
 
     #[test]
@@ -869,7 +892,7 @@ mod tests {
         let j = joined(&["a", "b"]);
         let bytes =
             bytes::Bytes::from_static(b"VALUE a 0 1\r\n1\r\nSERVER_ERROR out of memory\r\n");
-        let r = split_joined(&j, ReplyKind::Error(ErrorClass::RemoteError), &bytes);
+        let r = split_joined(&j, ReplyKind::Error(ErrorClass::RemoteError), &bytes).unwrap();
         assert_eq!(texts(&r), ["SERVER_ERROR out of memory\r\n"; 2]);
         assert!(r.iter().all(|r| r.is_error()));
     }

@@ -296,6 +296,11 @@ fn joined_gets_answer_exactly_as_memcached() -> Result<()> {
         .find_map(|f| f.strip_prefix("joined:"))
         .context("joined: in stats servers")?
         .parse()?;
-    ensure!(joined > 0, "no get was joined: {servers}");
+    // Each session arrives in one read, so most of its gets share a line.
+    let sent = 3 * order.len() as u64;
+    ensure!(
+        joined >= sent / 2,
+        "only {joined} of {sent} gets joined: {servers}"
+    );
     Ok(())
 }
