@@ -26,15 +26,20 @@
 //!   "exclude_errors": [...], "ignore_normal_reply_index": false}` (both counts
 //!   required; the route's own `hash` wins over the policy's). TKO replies (`tko`,
 //!   `connect_error`, `connect_timeout`) and `exclude_errors` do not count as error
-//!   tries, and failing over from a TKO takes no `failover_limit` token. Other policy
-//!   types are a config error (mcrouter falls back to in-order for unknown names;
-//!   `LeastFailuresPolicy` and `RendezvousPolicy` are not implemented here).
+//!   tries, and failing over from a TKO takes no `failover_limit` token. Or
+//!   `{"type": "LeastFailuresPolicy", "max_tries": N}` (required): the primary first,
+//!   then the other children by how many error replies each gave in a row lately
+//!   (fewest first, config order among equals), at most N children in all; a child's
+//!   count goes up with each error reply it gives and back to zero with any other
+//!   reply. mcrouter keeps these counts per proxy thread, this router per route (all
+//!   workers share them). Other policy types are a config error (mcrouter falls back
+//!   to in-order for unknown names; `RendezvousPolicy` is not implemented here).
 //! - `"failover_tag": bool` is checked and ignored (mcrouter uses it for Carbon reply
 //!   fields the text protocol does not carry).
 
 use std::io::Write as _;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -187,6 +192,12 @@ pub enum FailoverOrder {
         /// to (mcrouter: unless `ignore_normal_reply_index`).
         skip_primary_destination: bool,
     },
+    /// mcrouter's `FailoverLeastFailuresPolicy`: the primary, then the others by their
+    /// count of recent error replies in a row (fewest first; config order among equals).
+    LeastFailures {
+        /// Per child: error replies since its last other reply.
+        recent_errors: Arc<[AtomicU32]>,
+    },
 }
 
 /// `failover_policy`: which children, in what order, and how many errors to accept.
@@ -202,6 +213,19 @@ pub struct FailoverPolicy {
 }
 
 impl FailoverPolicy {
+    /// Note child `i`'s reply (LeastFailuresPolicy counts errors in a row per child).
+    fn record(&self, i: usize, reply: &Reply) {
+        if let FailoverOrder::LeastFailures { recent_errors } = &self.order {
+            if let Some(c) = recent_errors.get(i) {
+                if reply.is_error() {
+                    c.fetch_add(1, Ordering::Relaxed);
+                } else if c.load(Ordering::Relaxed) != 0 {
+                    c.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     /// Every child in order until one answers (mcrouter's default).
     pub fn in_order(children: usize) -> Self {
         FailoverPolicy {
@@ -216,7 +240,12 @@ impl FailoverPolicy {
 /// The failover children of one request, in policy order.
 enum Picker {
     InOrder(usize),
-    Deterministic { salt: u32, used: Vec<bool> },
+    Deterministic {
+        salt: u32,
+        used: Vec<bool>,
+    },
+    /// The failover children in the order chosen after the primary's reply.
+    Ordered(std::vec::IntoIter<usize>),
 }
 
 impl Picker {
@@ -236,6 +265,12 @@ impl Picker {
                 }
                 Picker::Deterministic { salt: 1, used }
             }
+            FailoverOrder::LeastFailures { recent_errors } => {
+                let mut order: Vec<usize> = (1..children.len()).collect();
+                // Stable: config order among children with equal counts.
+                order.sort_by_key(|&i| recent_errors[i].load(Ordering::Relaxed));
+                Picker::Ordered(order.into_iter())
+            }
         }
     }
 
@@ -245,6 +280,8 @@ impl Picker {
                 *i += 1;
                 *i
             }
+            // The route tries at most max_tries <= children, so this never runs dry.
+            Picker::Ordered(order) => order.next().unwrap_or(0),
             Picker::Deterministic { salt, used } => {
                 let FailoverOrder::Deterministic { func, .. } = &policy.order else {
                     unreachable!("a deterministic picker has a deterministic policy")
@@ -372,6 +409,7 @@ impl Route for FailoverRoute {
         Box::pin(async move {
             let op = req.op();
             let mut reply = first.await;
+            inner.policy.record(0, &reply);
             if let Some(l) = &inner.limiter {
                 l.bump();
             }
@@ -387,6 +425,7 @@ impl Route for FailoverRoute {
                 }
                 let i = picker.next(policy, &req);
                 reply = inner.children[i].route(req.clone(), &ctx).await;
+                policy.record(i, &reply);
                 if attempt + 1 == policy.max_tries || !inner.go_on(op, &reply, &mut error_tries) {
                     break;
                 }
@@ -409,6 +448,7 @@ pub const FAILOVER_POLICY_TYPES: &[&str] = &[
     "InOrderPolicy",
     "FailoverInOrderPolicy",
     "DeterministicOrderPolicy",
+    "LeastFailuresPolicy",
 ];
 
 /// `failover_limit`: `{"rate": r, "burst": b}` (mcrouter's `FailoverRateLimiter`).
@@ -511,7 +551,20 @@ pub fn parse_failover_policy(
                 exclude_errors,
             })
         }
-        "LeastFailuresPolicy" | "RendezvousPolicy" => Err(n.err(
+        "LeastFailuresPolicy" => {
+            let Some(max_tries) = tries_field(&n, "max_tries", children)? else {
+                return Err(n.err("max_tries", "missing; LeastFailuresPolicy needs it"));
+            };
+            Ok(FailoverPolicy {
+                order: FailoverOrder::LeastFailures {
+                    recent_errors: (0..children).map(|_| AtomicU32::new(0)).collect(),
+                },
+                max_tries,
+                max_error_tries: usize::MAX,
+                exclude_errors,
+            })
+        }
+        "RendezvousPolicy" => Err(n.err(
             "type",
             format!(
                 "{kind:?} is not supported by this router; expected one of {}",
@@ -882,6 +935,61 @@ mod tests {
     /// mcrouter's `deterministicOrderTimeout`, `deterministicOrderTko`,
     /// `ignoreTkoAndHardTko`: `max_error_tries` counts errors other than TKO, connect
     /// errors and `exclude_errors`; `max_tries` bounds the children tried.
+    /// mcrouter's `FailoverLeastFailuresPolicy`: after the primary, the child with the
+    /// fewest errors in a row goes first; a good reply clears a child's count.
+    #[test]
+    fn least_failures_tries_the_child_that_failed_least() {
+        run(|ctx| async move {
+            let down = Mock::replying("SERVER_ERROR down\r\n");
+            let flaky = Mock::replying("SERVER_ERROR flaky\r\n");
+            let up = Mock::replying("VALUE k 0 1\r\nv\r\nEND\r\n");
+            let p = policy(
+                r#"{"failover_policy": {"type": "LeastFailuresPolicy", "max_tries": 2}}"#,
+                3,
+            )
+            .unwrap();
+            assert_eq!(p.max_tries, 2);
+            let r = FailoverRoute::with_options(
+                vec![down.r(), flaky.r(), up.r()],
+                FailoverErrors::default(),
+                None,
+                p,
+            );
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                got.push(r.route(Mock::req("get k\r\n"), &ctx).await.is_hit());
+            }
+            // 1st: counts equal, config order: flaky (fails; max_tries 2 ends it).
+            // Then flaky has one error more than up: up goes first from now on.
+            assert_eq!(got, [false, true, true, true]);
+            assert_eq!((down.count(), flaky.count(), up.count()), (4, 1, 3));
+        });
+        // Errors count in a row; any other reply clears the count.
+        let p = policy(
+            r#"{"failover_policy": {"type": "LeastFailuresPolicy", "max_tries": 3}}"#,
+            3,
+        )
+        .unwrap();
+        let err = Reply::error(ErrorClass::Timeout, "x");
+        let ok = Reply {
+            kind: crate::reply::ReplyKind::Miss,
+            bytes: bytes::Bytes::from_static(b"END\r\n"),
+        };
+        let counts = |p: &FailoverPolicy| match &p.order {
+            FailoverOrder::LeastFailures { recent_errors } => recent_errors
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect::<Vec<_>>(),
+            _ => unreachable!(),
+        };
+        p.record(1, &err);
+        p.record(1, &err);
+        p.record(2, &err);
+        assert_eq!(counts(&p), [0, 2, 1]);
+        p.record(1, &ok);
+        assert_eq!(counts(&p), [0, 0, 1]);
+    }
+
     #[test]
     fn deterministic_order_tries() {
         use ErrorClass::*;
@@ -1030,9 +1138,14 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("DeterministicOrderPolicy"), "{e}");
-        let e = err(r#"{"failover_policy": {"type": "LeastFailuresPolicy", "max_tries": 2}}"#);
+        let e = err(r#"{"failover_policy": {"type": "RendezvousPolicy", "max_tries": 2}}"#);
         assert!(
-            e.contains("route.failover_policy.type: \"LeastFailuresPolicy\" is not supported"),
+            e.contains("route.failover_policy.type: \"RendezvousPolicy\" is not supported"),
+            "{e}"
+        );
+        let e = err(r#"{"failover_policy": {"type": "LeastFailuresPolicy"}}"#);
+        assert!(
+            e.contains("route.failover_policy.max_tries: missing"),
             "{e}"
         );
         let e = err(r#"{"failover_policy": {"max_tries": 2}}"#);
