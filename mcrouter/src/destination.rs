@@ -18,10 +18,11 @@
 //! multi-key `get` line (at most [`JOIN_MAX_KEYS`] keys, [`JOIN_MAX_LINE`] bytes), and its
 //! reply is split back into one `VALUE ... END` (or `END`) per request. memcached answers
 //! each pipelined `get` with a send of its own but a multi-key `get` with one, so this
-//! saves the server a system call per key and the router a TCP segment to receive. A connection that times
-//! out, errors or returns garbage is closed and every request pending on it fails with
-//! `SERVER_ERROR` (a late reply could otherwise be matched to the wrong request); the
-//! next request reconnects.
+//! saves the server a system call per key and the router a TCP segment to receive.
+//!
+//! A connection that times out, errors or returns garbage is closed and every request
+//! pending on it fails with `SERVER_ERROR` (a late reply could otherwise be matched to the
+//! wrong request); the next request reconnects.
 //!
 //! Health is shared by all workers ([`DestShared`]): after `tko_threshold` consecutive
 //! failures, or at once on a refused connect, the destination is TKO ("technical knock
