@@ -10,6 +10,9 @@ use clap::Parser;
 use mcrouter::destination::DestOptions;
 use mcrouter::server::{Options, Router};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "mcrouter",
