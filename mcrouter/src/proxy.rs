@@ -24,7 +24,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 use futures_util::FutureExt;
 use protocol::{Frame, Framer, Limits, Request};
 use tokio::io::AsyncReadExt;
@@ -216,7 +216,7 @@ async fn serve_client(
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let sends = ctx.dests.sends().map(|b| &**b);
-    let mut inflight: FuturesOrdered<RouteFuture> = FuturesOrdered::new();
+    let mut inflight = Inflight::default();
     let mut framer = Framer::new();
     let mut closing = false;
     let mut eof = false;
@@ -307,6 +307,57 @@ async fn serve_client(
                     eof = true;
                 }
             }
+        }
+    }
+}
+
+/// A client's routed requests, replies taken in request order.
+///
+/// Most clients have one request in flight at a time: that one is polled directly, and
+/// only a second one moves both into a `FuturesOrdered` (which allocates a node per
+/// request and wakes through its own wakers).
+#[derive(Default)]
+struct Inflight {
+    /// The only request in flight (`many` is then empty).
+    one: Option<RouteFuture>,
+    many: FuturesOrdered<RouteFuture>,
+}
+
+impl Inflight {
+    fn len(&self) -> usize {
+        usize::from(self.one.is_some()) + self.many.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.one.is_none() && self.many.is_empty()
+    }
+
+    fn push_back(&mut self, f: RouteFuture) {
+        if self.is_empty() {
+            self.one = Some(f);
+            return;
+        }
+        if let Some(first) = self.one.take() {
+            self.many.push_back(first);
+        }
+        self.many.push_back(f);
+    }
+}
+
+impl Stream for Inflight {
+    type Item = Reply;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Reply>> {
+        let this = &mut *self;
+        match &mut this.one {
+            Some(f) => f.as_mut().poll(cx).map(|r| {
+                this.one = None;
+                Some(r)
+            }),
+            None => this.many.poll_next_unpin(cx),
         }
     }
 }
@@ -611,6 +662,56 @@ fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inflight_replies_come_in_request_order() {
+        let reply = |s: &'static str| Reply {
+            kind: ReplyKind::Ok,
+            bytes: Bytes::from_static(s.as_bytes()),
+        };
+        let pending = || {
+            let (tx, rx) = tokio::sync::oneshot::channel::<Reply>();
+            let f: RouteFuture = Box::pin(async move { rx.await.unwrap() });
+            (tx, f)
+        };
+        let next = |q: &mut Inflight| q.next().now_or_never().map(|r| r.map(|r| r.bytes));
+        let mut q = Inflight::default();
+        assert!(q.is_empty());
+        assert_eq!(next(&mut q), Some(None));
+        // One request: held alone, answered when ready.
+        let (t1, f1) = pending();
+        q.push_back(f1);
+        assert!(q.one.is_some() && q.len() == 1);
+        assert_eq!(next(&mut q), None);
+        t1.send(reply("1")).ok();
+        assert_eq!(next(&mut q), Some(Some(Bytes::from_static(b"1"))));
+        assert!(q.is_empty());
+        // A second one while the first waits: both move to the ordered queue, and a
+        // later reply that is ready first still waits for the earlier one.
+        let (t2, f2) = pending();
+        let (t3, f3) = pending();
+        let (t4, f4) = pending();
+        q.push_back(f2);
+        q.push_back(f3);
+        q.push_back(f4);
+        assert!(q.one.is_none() && q.len() == 3);
+        t4.send(reply("4")).ok();
+        t3.send(reply("3")).ok();
+        assert_eq!(next(&mut q), None);
+        t2.send(reply("2")).ok();
+        for want in ["2", "3", "4"] {
+            assert_eq!(
+                next(&mut q),
+                Some(Some(Bytes::from_static(want.as_bytes())))
+            );
+        }
+        assert!(q.is_empty());
+        // Drained: the next one is held alone again.
+        q.push_back(ready(reply("5")));
+        assert!(q.one.is_some());
+        assert_eq!(next(&mut q), Some(Some(Bytes::from_static(b"5"))));
+        assert_eq!(next(&mut q), Some(None));
+    }
 
     #[test]
     fn park_yield_only_while_it_pays() {
