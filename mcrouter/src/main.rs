@@ -12,7 +12,9 @@ use mcrouter::server::{Options, Router};
 
 /// mimalloc: glibc's malloc and free were about 5% of the router's CPU under load
 /// (`mcrouter/examples/bench/compare_twemproxy.sh`), nearly all of it the per-request
-/// buffers, futures and reply channels.
+/// buffers, futures and reply channels. Built without its transparent-huge-page
+/// `madvise` (`no_thp`): with it, resident memory was 14 MB idle and 35 MB at 256 clients
+/// (glibc: 6 and 13); without, 6 and 15, and no measurable change in CPU.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
