@@ -24,20 +24,8 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 (cd "$ROOT" && cargo build --release -q -p mcrouter --bin mcrouter --example bench_driver)
 MCROUTER=${MCROUTER:-$TARGET/release/mcrouter}
 DRIVER=$TARGET/release/examples/bench_driver
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do python3 -c "import socket;socket.create_connection(('127.0.0.1',$1),0.1)" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-
-SERVERS=()
-for _ in 1 2 3; do
-  p=$(free_port)
-  memcached -l 127.0.0.1 -p "$p" -U 0 -t 1 -m 1024 $( [ "$(id -u)" = 0 ] && echo "-u root" ) & PIDS+=($!)
-  wait_port "$p"; SERVERS+=("127.0.0.1:$p")
-done
+. "$(dirname "$0")/lib.sh"
+start_backends
 NP=$(free_port)
 {
   echo "bench:"; echo "  listen: 127.0.0.1:$NP"; echo "  hash: md5"; echo "  distribution: ketama"
@@ -45,18 +33,10 @@ NP=$(free_port)
 } > "$WORK/nutcracker.yml"
 nutcracker -c "$WORK/nutcracker.yml" -o "$WORK/nutcracker.log" & NPID=$!; PIDS+=($NPID)
 wait_port "$NP"
-printf '{"pools": {"A": {"servers": ["%s", "%s", "%s"], "hash": "KetamaMd5"}}, "route": "PoolRoute|A"}\n' "${SERVERS[@]}" > "$WORK/mcrouter.json"
-"$MCROUTER" --config-file "$WORK/mcrouter.json" -p 0 > "$WORK/mcrouter.out" & MPID=$!; PIDS+=($MPID)
-for _ in $(seq 200); do grep -q "listening on" "$WORK/mcrouter.out" 2>/dev/null && break; sleep 0.05; done
-MA=$(head -1 "$WORK/mcrouter.out" | sed 's/listening on //')
+router_config "$WORK/mcrouter.json"
+start_router "$MCROUTER" "$WORK/mcrouter.json" "$WORK/mcrouter.out"
+MPID=$STARTED_PID; MA=$STARTED_ADDR
 
-cpu_per_op() { # addr pid -> microseconds of proxy CPU per memcaslap op
-  local t0 t1 ops
-  t0=$(ticks "$2")
-  ops=$(memcaslap -s "$1" -T 1 -c "$CONC" -t "${SECS}s" 2>/dev/null | awk '/^Run time/ {print $5}')
-  t1=$(ticks "$2")
-  python3 -c "print(round(($t1-$t0)*1e6/$(getconf CLK_TCK)/$ops, 3))"
-}
 p50() { "$DRIVER" "$1" 16 "$SECS" 10000 1 "$RATE" | awk '{print $8}'; }
 
 echo "backends: ${SERVERS[*]}  twemproxy: 127.0.0.1:$NP  mcrouter: $MA"
@@ -75,6 +55,5 @@ for r in $(seq "$ROUNDS"); do
   CPU_R+=("$cr"); LAT_R+=("$lr")
   echo "$r      $tc           $mc          $cr      $d          $tl         $ml        $lr"
 done
-median() { python3 -c "import statistics,sys;print(statistics.median(map(float,sys.argv[1:])))" "$@"; }
 echo "median cpu ratio (mcrouter/twemproxy): $(median "${CPU_R[@]}")"
 echo "median added-latency ratio (mcrouter/twemproxy): $(median "${LAT_R[@]}")"
