@@ -55,6 +55,10 @@ struct Args {
     /// Connections per server per worker.
     #[arg(long = "connections-per-server", default_value_t = DestOptions::DEFAULT_CONNS_PER_SERVER)]
     connections_per_server: usize,
+    /// Writes per server connection that may wait for replies at once; requests routed
+    /// meanwhile queue and leave together in the next write (0: no limit).
+    #[arg(long = "max-inflight-batches", default_value_t = DestOptions::DEFAULT_MAX_INFLIGHT_BATCHES)]
+    max_inflight_batches: usize,
     /// Serve Prometheus metrics on this address (port 0 picks one). The local tier
     /// (no config file) serves them on 127.0.0.1:9191 unless told otherwise.
     #[arg(long = "metrics-listen")]
@@ -134,6 +138,7 @@ fn main() -> Result<()> {
             tko_threshold: args.timeouts_until_tko.max(1),
             max_inflight: args.target_max_inflight_requests.max(1),
             conns_per_server: args.connections_per_server.max(1),
+            max_inflight_batches: args.max_inflight_batches,
             ..DestOptions::default()
         },
         max_client_outstanding: args.max_client_outstanding_reqs.max(1),

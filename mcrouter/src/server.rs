@@ -55,7 +55,7 @@ impl Options {
     pub fn describe(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         format!(
-            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}",
+            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nmax_inflight_batches {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}",
             listen.join(","),
             self.num_proxies,
             self.dest.server_timeout.as_millis(),
@@ -63,6 +63,7 @@ impl Options {
             self.max_client_outstanding,
             self.dest.max_inflight,
             self.dest.conns_per_server,
+            self.dest.max_inflight_batches,
             self.config_file
                 .as_ref()
                 .map(|p| p.display().to_string())

@@ -1,9 +1,11 @@
 //! Destination behaviour through the whole router (in process): request timeouts,
-//! connect failures and TKO fail-fast, the per-connection in-flight cap, and that one
-//! bad server does not hurt requests to the others. Backends are tiny in-test servers.
+//! connect failures and TKO fail-fast, the per-connection in-flight cap, requests held
+//! while a write is unanswered, and that one bad server does not hurt requests to the
+//! others. Backends are tiny in-test servers.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mcrouter::config::Config;
@@ -57,6 +59,17 @@ fn refused() -> SocketAddr {
 }
 
 fn start(servers: &[SocketAddr], timeout_ms: u64, max_inflight: usize) -> Router {
+    start_with(
+        servers,
+        DestOptions {
+            server_timeout: Duration::from_millis(timeout_ms),
+            max_inflight,
+            ..DestOptions::default()
+        },
+    )
+}
+
+fn start_with(servers: &[SocketAddr], dest: DestOptions) -> Router {
     let list: Vec<String> = servers.iter().map(|a| format!("\"{a}\"")).collect();
     let text = format!(
         "{{\"pools\": {{\"A\": {{\"servers\": [{}]}}}}, \"route\": {{\"type\": \"HashRoute\", \"children\": \"Pool|A\", \"hash_func\": \"Crc32\"}}}}",
@@ -66,11 +79,7 @@ fn start(servers: &[SocketAddr], timeout_ms: u64, max_inflight: usize) -> Router
     let config = Config::parse(&text, Some("test"), &registry).unwrap();
     let opts = Options {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-        dest: DestOptions {
-            server_timeout: Duration::from_millis(timeout_ms),
-            max_inflight,
-            ..DestOptions::default()
-        },
+        dest,
         ..Options::default()
     };
     Router::start_with_registry(config, opts, registry).unwrap()
@@ -181,4 +190,92 @@ fn in_flight_cap_sheds_with_busy() {
     assert_eq!((busy, timeouts), (6, 4), "{got:?}");
     // Replies stay in request order: the four admitted ones first.
     assert!(got[..4].iter().all(|l| l.contains("timeout")), "{got:?}");
+}
+
+/// A server that reports each request line on the returned channel and answers it with
+/// `END` only when told to (one `()` on the sender per line).
+fn answers_when_told() -> (SocketAddr, mpsc::Receiver<String>, mpsc::Sender<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (line_tx, line_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Some(Ok(c)) = l.incoming().next() else {
+            return;
+        };
+        let mut w = c.try_clone().unwrap();
+        let mut r = BufReader::new(c);
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            if line_tx.send(std::mem::take(&mut line)).is_err() || go_rx.recv().is_err() {
+                return;
+            }
+            if w.write_all(b"END\r\n").is_err() {
+                return;
+            }
+        }
+    });
+    (addr, line_rx, go_tx)
+}
+
+/// Wait until the router has queued `n` requests for its only server (`stats servers`).
+fn wait_requests(r: &Router, n: u64) {
+    let mut c = connect(r);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.write_all(b"stats servers\r\n").unwrap();
+        let mut text = String::new();
+        while !text.ends_with("END\r\n") {
+            text.push_str(&lines(&mut c, 1).concat());
+        }
+        if text.contains(&format!(" requests:{n} ")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {n} requests: {text}");
+        std::thread::yield_now();
+    }
+}
+
+/// Three gets from three clients while the first client's get is unanswered: the line the
+/// server reads next.
+fn next_line_after_an_unanswered_get(max_inflight_batches: usize) -> String {
+    let (addr, lines_rx, go) = answers_when_told();
+    let r = start_with(
+        &[addr],
+        DestOptions {
+            max_inflight_batches,
+            ..DestOptions::default()
+        },
+    );
+    let wait = Duration::from_secs(10);
+    let mut first = connect(&r);
+    first.write_all(b"get k1\r\n").unwrap();
+    assert_eq!(lines_rx.recv_timeout(wait).unwrap(), "get k1\r\n");
+    let mut others: Vec<TcpStream> = (2..=4).map(|_| connect(&r)).collect();
+    for (i, c) in others.iter_mut().enumerate() {
+        c.write_all(format!("get k{}\r\n", i + 2).as_bytes())
+            .unwrap();
+        wait_requests(&r, i as u64 + 2);
+    }
+    go.send(()).unwrap();
+    assert_eq!(lines(&mut first, 1), ["END\r\n"]);
+    let next = lines_rx.recv_timeout(wait).unwrap();
+    // Answer whatever else comes; every client gets its (missing) value.
+    for _ in 0..4 {
+        let _ = go.send(());
+    }
+    for c in &mut others {
+        assert_eq!(lines(c, 1), ["END\r\n"]);
+    }
+    next
+}
+
+#[test]
+fn requests_wait_while_a_write_is_unanswered_and_leave_together() {
+    // The default: one unanswered write per connection. The three gets queue behind the
+    // first and leave as one joined line once it is answered.
+    assert_eq!(DestOptions::default().max_inflight_batches, 1);
+    assert_eq!(next_line_after_an_unanswered_get(1), "get k2 k3 k4\r\n");
+    // Without the limit each left in its own write as it came.
+    assert_eq!(next_line_after_an_unanswered_get(0), "get k2\r\n");
 }
