@@ -357,6 +357,8 @@ impl Stream for Inflight {
                 this.one = None;
                 Some(r)
             }),
+            // Skip an empty `FuturesOrdered`: polling it registers the waker every time.
+            None if this.many.is_empty() => std::task::Poll::Ready(None),
             None => this.many.poll_next_unpin(cx),
         }
     }
