@@ -231,7 +231,7 @@ impl Coalescer {
         let fk = FlightKey {
             dest,
             op: req.op(),
-            key: Bytes::copy_from_slice(req.key()),
+            key: req.key_bytes(),
         };
         let open = this.flights.borrow().get(&fk).cloned();
         if let Some(flight) = open {

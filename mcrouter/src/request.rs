@@ -389,6 +389,11 @@ impl Req {
         &self.raw[self.key.clone()]
     }
 
+    /// [`Req::key`] as a shared slice of the request (no copy).
+    pub fn key_bytes(&self) -> Bytes {
+        self.raw.slice(self.key.clone())
+    }
+
     /// The key that routing and hashing see (base64 meta keys decoded).
     pub fn routing_key(&self) -> &[u8] {
         match &self.decoded {
