@@ -1,6 +1,10 @@
 //! Request coalescing in the router, against a backend that holds `get` replies until the
 //! test releases them (so "in flight at the same time" is certain, not a race), and the
 //! read-your-writes rule: a get sent after a write never joins an older flight.
+//!
+//! By default the router holds new requests to a server while a write to it is unanswered
+//! (`--max-inflight-batches 1`). The tests that watch requests reach the backend while a
+//! `get` is held there turn that off (`0`); one test keeps it and checks the rule with it.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -152,7 +156,10 @@ fn coalesced(admin: &mut Client) -> u64 {
 #[test]
 fn identical_gets_in_flight_share_one_backend_request() -> Result<()> {
     let b = GatedBackend::start()?;
-    let router = Router::start(&pool_config(&[b.addr.to_string()]), &["--num-proxies", "1"])?;
+    let router = Router::start(
+        &pool_config(&[b.addr.to_string()]),
+        &["--num-proxies", "1", "--max-inflight-batches", "0"],
+    )?;
     let mut admin = router.client()?;
     let mut clients: Vec<Client> = (0..3).map(|_| router.client()).collect::<Result<_>>()?;
     clients[0].send("get k\r\n")?;
@@ -204,7 +211,7 @@ fn coalescing_can_be_turned_off_per_pool() -> Result<()> {
         "{{\"pools\": {{\"A\": {{\"servers\": [\"{}\"], \"coalesce\": false}}}}, \"route\": \"PoolRoute|A\"}}",
         b.addr
     );
-    let router = Router::start(&cfg, &["--num-proxies", "1"])?;
+    let router = Router::start(&cfg, &["--num-proxies", "1", "--max-inflight-batches", "0"])?;
     let mut clients: Vec<Client> = (0..3).map(|_| router.client()).collect::<Result<_>>()?;
     for c in clients.iter_mut() {
         c.send("get k\r\n")?;
@@ -219,5 +226,60 @@ fn coalescing_can_be_turned_off_per_pool() -> Result<()> {
         assert_eq!(c.read_reply()?, "VALUE k 0 2\r\nv0\r\nEND\r\n");
     }
     assert_eq!(coalesced(&mut router.client()?), 0);
+    Ok(())
+}
+
+/// Requests the router has sent or queued for its servers (`stats servers`).
+fn routed(admin: &mut Client) -> u64 {
+    admin
+        .call("stats servers\r\n")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .find_map(|f| f.strip_prefix("requests:"))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// With the default hold, a write queued behind an unanswered `get` waits for it, and the
+/// `get` after the write still starts its own request rather than joining the older one.
+#[test]
+fn a_get_after_a_held_write_does_not_join_the_older_flight() -> Result<()> {
+    let b = GatedBackend::start()?;
+    let router = Router::start(&pool_config(&[b.addr.to_string()]), &["--num-proxies", "1"])?;
+    let mut admin = router.client()?;
+    let mut clients: Vec<Client> = (0..2).map(|_| router.client()).collect::<Result<_>>()?;
+    clients[0].send("get k\r\n")?;
+    ensure!(wait_until(Duration::from_secs(5), || b.gets() == 1));
+    clients[1].send("set k 0 0 2\r\nv1\r\nget k\r\n")?;
+    ensure!(
+        wait_until(Duration::from_secs(5), || routed(&mut admin) == 3),
+        "routed {}",
+        routed(&mut admin)
+    );
+    // Both wait behind the unanswered get: the backend has seen nothing more.
+    assert_eq!(
+        b.log.lock().unwrap().len(),
+        1,
+        "{:?}",
+        b.log.lock().unwrap()
+    );
+    assert_eq!(
+        coalesced(&mut admin),
+        0,
+        "the get after the write joined nothing"
+    );
+    b.release(1);
+    assert_eq!(clients[0].read_reply()?, "VALUE k 0 2\r\nv0\r\nEND\r\n");
+    ensure!(wait_until(Duration::from_secs(5), || b.gets() == 2));
+    assert_eq!(
+        b.log.lock().unwrap()[1..],
+        ["set k".to_string(), "get k".to_string()],
+        "the write went first, in the next write"
+    );
+    b.release(1);
+    assert_eq!(clients[1].read_reply()?, "STORED\r\n");
+    assert_eq!(clients[1].read_reply()?, "VALUE k 0 2\r\nv1\r\nEND\r\n");
     Ok(())
 }
