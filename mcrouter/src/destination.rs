@@ -17,7 +17,8 @@
 //!
 //! Single-key `get`s queued one after another in the same round are joined into one
 //! multi-key `get` line (at most [`JOIN_MAX_KEYS`] keys, [`JOIN_MAX_LINE`] bytes), and its
-//! reply is split back into one `VALUE ... END` (or `END`) per request. memcached answers
+//! reply is split back into one `VALUE ... END` (or `END`) per request; `gets` likewise,
+//! into a `gets` line (each value keeps its own CAS). memcached answers
 //! each pipelined `get` with a send of its own but a multi-key `get` with one, so this
 //! saves the server a system call per key and the router a TCP segment to receive.
 //!
@@ -234,20 +235,27 @@ struct ConnState {
     pending: VecDeque<Pending>,
     running: bool,
     next_seq: u64,
-    /// `out` ends with a `get` line that starts here and belongs to the last pending
-    /// request: a single-key `get` queued now can join it.
-    open_get: Option<usize>,
+    /// `out` ends with a `get` (or `gets`) line that starts here and belongs to the last
+    /// pending request: a single-key `get` (`gets`) queued now can join it. The command's
+    /// length with its space (4 or 5) tells which.
+    open_get: Option<(usize, usize)>,
     /// Requests joined to another's line (they count against `max_inflight` too).
     joined: usize,
 }
 
-/// The key of `raw` when it is exactly one single-key `get` line.
-fn single_get_key(raw: &[u8]) -> Option<&[u8]> {
-    let key = raw.strip_prefix(b"get ")?.strip_suffix(b"\r\n")?;
+/// The length of the command with its space (4 for `get `, 5 for `gets `) and the key, when
+/// `raw` is exactly one single-key `get` or `gets` line.
+fn single_get_key(raw: &[u8]) -> Option<(usize, &[u8])> {
+    let (cmd, rest) = if let Some(rest) = raw.strip_prefix(b"get ") {
+        (4, rest)
+    } else {
+        (5, raw.strip_prefix(b"gets ")?)
+    };
+    let key = rest.strip_suffix(b"\r\n")?;
     // memcached splits a command line at spaces only (a NUL ends it); the parser let
     // nothing else through that could split a key.
     let one_token = key.iter().all(|&b| !matches!(b, b' ' | b'\r' | b'\n' | 0));
-    (!key.is_empty() && one_token).then_some(key)
+    (!key.is_empty() && one_token).then_some((cmd, key))
 }
 
 impl ConnState {
@@ -263,14 +271,14 @@ impl ConnState {
     ) -> Option<bool> {
         let get_key = if until_end { single_get_key(raw) } else { None };
         let tx = match get_key {
-            Some(key) => match self.join(health, key, tx, sent) {
+            Some((cmd, key)) => match self.join(health, cmd, key, tx, sent) {
                 Ok(()) => return None,
                 Err(tx) => tx,
             },
             None => tx,
         };
         let was_empty = self.out.is_empty();
-        self.open_get = get_key.map(|_| self.out.len());
+        self.open_get = get_key.map(|(cmd, _)| (self.out.len(), cmd));
         self.out.extend_from_slice(raw);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -284,26 +292,31 @@ impl ConnState {
         Some(was_empty)
     }
 
-    /// Join `key`'s single-key get to the open `get` line, if there is one with room.
-    /// Returns the channel back when it cannot.
+    /// Join `key`'s single-key get to the open line of the same command (`cmd` as in
+    /// [`single_get_key`]), if there is one with room. Returns the channel back when it
+    /// cannot.
     fn join(
         &mut self,
         health: &Health,
+        cmd: usize,
         key: &[u8],
         tx: oneshot::Sender<Reply>,
         sent: Option<Instant>,
     ) -> Result<(), oneshot::Sender<Reply>> {
-        let (Some(start), Some(p)) = (self.open_get, self.pending.back_mut()) else {
+        let (Some((start, open_cmd)), Some(p)) = (self.open_get, self.pending.back_mut()) else {
             return Err(tx);
         };
+        if open_cmd != cmd {
+            return Err(tx);
+        }
         let n = self.out.len();
-        debug_assert!(start + 6 < n && self.out[start..].starts_with(b"get "));
+        debug_assert!(start + cmd + 2 < n && self.out[start..].starts_with(b"get"));
         let keys = p.joined.as_ref().map_or(1, |j| j.ends.len());
         if keys >= JOIN_MAX_KEYS || n - start + 1 + key.len() > JOIN_MAX_LINE {
             return Err(tx);
         }
         let j = p.joined.get_or_insert_with(|| {
-            let first = &self.out[start + 4..n - 2];
+            let first = &self.out[start + cmd..n - 2];
             Box::new(Joined {
                 keys: first.to_vec(),
                 ends: vec![first.len()],
@@ -815,11 +828,17 @@ mod tests {
 
     #[test]
     fn only_plain_single_key_gets_join() {
-        assert_eq!(single_get_key(b"get k\r\n"), Some(&b"k"[..]));
-        assert_eq!(single_get_key(b"get \x10ctl\r\n"), Some(&b"\x10ctl"[..]));
+        assert_eq!(single_get_key(b"get k\r\n"), Some((4, &b"k"[..])));
+        assert_eq!(single_get_key(b"gets k\r\n"), Some((5, &b"k"[..])));
+        assert_eq!(
+            single_get_key(b"get \x10ctl\r\n"),
+            Some((4, &b"\x10ctl"[..]))
+        );
         for raw in [
             &b"get a b\r\n"[..],
-            b"gets k\r\n",
+            b"gets a b\r\n",
+            b"gets \r\n",
+            b"getss k\r\n",
             b"get \r\n",
             b"get k\n",
             b"gat 0 k\r\n",
@@ -856,6 +875,26 @@ mod tests {
         let _e = queue(&mut st, b"get e\r\n");
         assert_eq!(String::from_utf8_lossy(&st.out), "get e\r\n");
         assert_eq!(st.pending.len(), 4);
+    }
+
+    #[test]
+    fn gets_join_gets_and_gets_join_gets_only() {
+        let mut st = ConnState::default();
+        let _rx: Vec<_> = [
+            "gets a\r\n",
+            "gets b\r\n",
+            "get c\r\n",
+            "get d\r\n",
+            "gets e\r\n",
+        ]
+        .iter()
+        .map(|raw| queue(&mut st, raw.as_bytes()))
+        .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&st.out),
+            "gets a b\r\nget c d\r\ngets e\r\n"
+        );
+        assert_eq!((st.pending.len(), st.joined), (3, 2));
     }
 
     #[test]
@@ -933,6 +972,19 @@ mod tests {
         assert!(split_joined(&j, ReplyKind::Hit, &swapped).is_none());
         let stranger = bytes::Bytes::from_static(b"VALUE z 0 1\r\n3\r\nEND\r\n");
         assert!(split_joined(&j, ReplyKind::Hit, &stranger).is_none());
+        // A `gets` reply: each value keeps its CAS.
+        let j = joined(&["a", "b", "c"]);
+        let bytes =
+            bytes::Bytes::from_static(b"VALUE a 0 1 17\r\n1\r\nVALUE c 3 2 9\r\n33\r\nEND\r\n");
+        let r = split_joined(&j, ReplyKind::Hit, &bytes).unwrap();
+        assert_eq!(
+            texts(&r),
+            [
+                "VALUE a 0 1 17\r\n1\r\nEND\r\n",
+                "END\r\n",
+                "VALUE c 3 2 9\r\n33\r\nEND\r\n",
+            ]
+        );
     }
 
     #[test]

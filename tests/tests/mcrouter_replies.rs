@@ -249,10 +249,11 @@ fn multiget_with_a_failed_destination_is_an_error() -> Result<()> {
     Ok(())
 }
 
-/// Single-key gets pipelined to one server go out joined into multi-key `get` lines and
-/// their replies are split back: each request still gets exactly the reply memcached
-/// gives it directly (hits, misses, a key asked twice, a key with a control byte, a
-/// value that looks like a reply, keys long enough to overflow a line, a large value).
+/// Single-key gets pipelined to one server go out joined into multi-key `get` (and `gets`)
+/// lines and their replies are split back: each request still gets exactly the reply
+/// memcached gives it directly (hits, misses, a key asked twice, a key with a control
+/// byte, a value that looks like a reply, keys long enough to overflow a line, a large
+/// value, CAS values of `gets`).
 #[test]
 fn joined_gets_answer_exactly_as_memcached() -> Result<()> {
     let Some(ms) = memcacheds("joined_gets_answer_exactly_as_memcached", 1) else {
@@ -275,7 +276,15 @@ fn joined_gets_answer_exactly_as_memcached() -> Result<()> {
     assert_eq!(direct.set("big", &big)?, "STORED\r\n");
     let mut order: Vec<&str> = keys.iter().map(String::as_str).collect();
     order.extend(["k1", "tricky", "k0", "big", "k1", "k2"]);
-    let pipelined: String = order.iter().map(|k| format!("get {k}\r\n")).collect();
+    // Runs of five `get`s and five `gets`: each run joins, and a run never joins the other.
+    let pipelined: String = order
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let cmd = if (i / 5) % 2 == 0 { "get" } else { "gets" };
+            format!("{cmd} {k}\r\n")
+        })
+        .collect();
     let s = format!("{pipelined}mn\r\n");
     let want = session(ms[0].addr(), &s)?;
     ensure!(
