@@ -45,8 +45,9 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
+use crate::local_oneshot as oneshot;
 use crate::reply::{classify, ErrorClass, Reply, ReplyKind};
 use crate::send_batch::{SendBatcher, Ticket};
 

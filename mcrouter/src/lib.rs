@@ -19,7 +19,8 @@
 //!   mcrouter routing-key rules (`/region/cluster/` prefix, `|#|` hash stop).
 //! - [`config`]: mcrouter's JSON config, validation with file/path errors, tree building.
 //! - [`route`]: the route handles, one file each, one trait.
-//! - [`destination`]: connections to servers, pipelining, timeouts, health (TKO, probes).
+//! - [`destination`]: connections to servers, pipelining, timeouts, health (TKO, probes);
+//!   each reply reaches its request through a [`local_oneshot`] channel.
 //! - [`request`], [`reply`]: what flows through the tree.
 //! - [`proxy`]: client connections and the worker threads; [`server`]: start-up, reload.
 //! - [`send_batch`]: each worker round's socket writes in one io_uring submission.
@@ -34,6 +35,7 @@ pub mod hash;
 pub mod intake;
 pub mod lease;
 pub mod local;
+pub mod local_oneshot;
 pub mod metrics;
 pub mod proxy;
 pub mod reply;
