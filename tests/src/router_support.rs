@@ -202,6 +202,19 @@ impl Client {
         bail!("get {key}: {r:?}")
     }
 
+    /// The `name:N` counter of `stats servers`, summed over the router's servers.
+    pub fn server_counter(&mut self, name: &str) -> Result<u64> {
+        let r = self.call("stats servers\r\n")?;
+        let prefix = format!("{name}:");
+        let mut sum = 0;
+        for f in r.split_whitespace() {
+            if let Some(n) = f.strip_prefix(&prefix) {
+                sum += n.parse::<u64>().with_context(|| format!("{f} in {r:?}"))?;
+            }
+        }
+        Ok(sum)
+    }
+
     /// `STAT name value` pairs of `stats`.
     pub fn stats(&mut self) -> Result<HashMap<String, String>> {
         let r = self.call("stats\r\n")?;

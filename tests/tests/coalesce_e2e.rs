@@ -231,15 +231,7 @@ fn coalescing_can_be_turned_off_per_pool() -> Result<()> {
 
 /// Requests the router has sent or queued for its servers (`stats servers`).
 fn routed(admin: &mut Client) -> u64 {
-    admin
-        .call("stats servers\r\n")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .find_map(|f| f.strip_prefix("requests:"))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
+    admin.server_counter("requests").unwrap_or(0)
 }
 
 /// With the default hold, a write queued behind an unanswered `get` waits for it, and the
