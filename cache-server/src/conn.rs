@@ -14,7 +14,7 @@
 use std::io::{self, Read as _, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,7 +25,7 @@ use protocol::{ErrorKind, Frame, Framer, LruCrawlerCommand, Request};
 use crate::dump::{self, Dump, DumpKind};
 use crate::exec::{execute, parse_error_reply, Outcome};
 use crate::metrics::LatencyRecorder;
-use crate::server::Shared;
+use crate::server::{ConnLive, ConnState, Shared};
 use crate::stats::ThreadStats;
 use crate::verbose;
 use crate::watch::{self, CloseReason, Watcher};
@@ -71,7 +71,14 @@ pub enum Drive {
 pub struct Conn {
     stream: TcpStream,
     id: u64,
-    last_cmd: Arc<AtomicI64>,
+    /// Last command time and state, for `stats conns`.
+    live: Arc<ConnLive>,
+    /// The state last published to `live` (saves the store when it did not change).
+    state: ConnState,
+    /// A command ran on this connection (`conn_read` rather than `conn_new_cmd` when idle).
+    had_cmd: bool,
+    /// `process` stopped at a storage command whose data block is still arriving.
+    awaiting_data: bool,
     /// Input buffer: `rbuf.len()` is its allocated size; bytes `rstart..rend` are unparsed.
     rbuf: Vec<u8>,
     rstart: usize,
@@ -140,7 +147,7 @@ impl Conn {
         let peer = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (id, last_cmd) = sh.register_conn(peer);
+        let (id, live) = sh.register_conn(peer);
         if verbose::tracing(sh.verbosity.load(Ordering::Relaxed)) {
             verbose::opened(stream.as_raw_fd());
         }
@@ -148,7 +155,10 @@ impl Conn {
         Ok(Conn {
             stream,
             id,
-            last_cmd,
+            live,
+            state: ConnState::NewCmd,
+            had_cmd: false,
+            awaiting_data: false,
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,
@@ -196,7 +206,7 @@ impl Conn {
     }
 
     pub fn idle_for(&self, now: i64) -> i64 {
-        now - self.last_cmd.load(Ordering::Relaxed)
+        now - self.live.last_cmd.load(Ordering::Relaxed)
     }
 
     /// Output waits to be written, or a dump has more to produce.
@@ -236,6 +246,7 @@ impl Conn {
                     return Sent::Part;
                 }
                 self.reset_output();
+                self.publish_state();
                 Sent::All {
                     resume: self.backlog || self.unread || self.dump.is_some(),
                     close: self.closing,
@@ -261,6 +272,32 @@ impl Conn {
     /// `timing` (with metrics on): this worker's latency recorder and when its event loop
     /// woke up for the readiness being handled.
     pub fn drive(&mut self, sh: &Shared, ts: &ThreadStats, timing: Timing<'_>) -> Drive {
+        let d = self.drive_inner(sh, ts, timing);
+        self.publish_state();
+        d
+    }
+
+    /// What `stats conns` shows between events.
+    fn publish_state(&mut self) {
+        let s = if self.watcher.is_some() {
+            ConnState::Watch
+        } else if self.closing {
+            ConnState::Closing
+        } else if self.has_pending_output() {
+            ConnState::Mwrite
+        } else if self.framer.swallowing() > 0 {
+            ConnState::Swallow
+        } else if self.awaiting_data {
+            ConnState::Nread
+        } else if self.had_cmd {
+            ConnState::Read
+        } else {
+            ConnState::NewCmd
+        };
+        publish(&mut self.state, &self.live, s);
+    }
+
+    fn drive_inner(&mut self, sh: &Shared, ts: &ThreadStats, timing: Timing<'_>) -> Drive {
         self.dumped = 0;
         self.unread = false;
         // The last read got less than it asked for: the socket is empty, and with
@@ -397,6 +434,7 @@ impl Conn {
     /// the event loop's wake-up to the end of the batch (its replies leave together): one
     /// clock read per batch.
     fn process(&mut self, sh: &Shared, ts: &ThreadStats, timing: Timing<'_>) {
+        self.awaiting_data = false;
         let mut requests = 0u64;
         let mut executed = false;
         let mut starved = false;
@@ -427,6 +465,7 @@ impl Conn {
                 Frame::Request(req, n) => {
                     executed = true;
                     requests += 1;
+                    publish(&mut self.state, &self.live, ConnState::ParseCmd);
                     // The one relaxed load per request `watch` costs when nobody watches.
                     watch::set_current(sh.watch.flags(), fd);
                     let traced = trace();
@@ -491,6 +530,9 @@ impl Conn {
                 Frame::More => {
                     self.pipelined = false;
                     starved = true;
+                    // A whole command line that is not a request yet: its data block is
+                    // still arriving.
+                    self.awaiting_data = memchr::memchr(b'\n', buf).is_some();
                     break;
                 }
                 Frame::Error(e) => {
@@ -527,7 +569,9 @@ impl Conn {
             }
         }
         if executed {
-            self.last_cmd
+            self.had_cmd = true;
+            self.live
+                .last_cmd
                 .store(sh.engine.clock().unix_now(), Ordering::Relaxed);
         }
     }
@@ -577,6 +621,14 @@ impl Conn {
 ///
 /// `watch mutations` sees the failed store (logged as memcached does, see
 /// [`watch::Hub::alloc_failure`]), then the lookup of that drop.
+/// Publish `s` to `stats conns` if it changed (`shown` caches the published state).
+fn publish(shown: &mut ConnState, live: &ConnLive, s: ConnState) {
+    if *shown != s {
+        *shown = s;
+        live.set_state(s);
+    }
+}
+
 fn forget_on_too_large_set(sh: &Shared, line: &[u8], fd: i32) {
     let mut toks = line
         .split(|&b| b == b' ' || b == b'\r' || b == b'\n')

@@ -66,7 +66,81 @@ pub struct CrawlerState {
 #[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    pub last_cmd: Arc<AtomicI64>,
+    pub live: Arc<ConnLive>,
+}
+
+/// The parts of a connection's `stats conns` entry that change: kept by the connection,
+/// read by `stats conns` on any thread.
+#[derive(Debug)]
+pub struct ConnLive {
+    /// Unix time of the last command.
+    pub last_cmd: AtomicI64,
+    /// A [`ConnState`] as `u8`.
+    pub state: std::sync::atomic::AtomicU8,
+}
+
+/// A connection's state as `stats conns` names it (memcached's `conn_states`, those a
+/// connection here can be seen in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnState {
+    /// Connected, no command yet.
+    NewCmd,
+    /// Waiting for the next command.
+    Read,
+    /// Running commands (the connection asking for `stats conns` is).
+    ParseCmd,
+    /// A storage command waits for the rest of its data block.
+    Nread,
+    /// Skipping the data block of a rejected storage command.
+    Swallow,
+    /// Replies wait for the client to read (the socket is full).
+    Mwrite,
+    /// Closing once its last replies are out.
+    Closing,
+    /// A `watch` log stream.
+    Watch,
+}
+
+impl ConnState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnState::NewCmd => "conn_new_cmd",
+            ConnState::Read => "conn_read",
+            ConnState::ParseCmd => "conn_parse_cmd",
+            ConnState::Nread => "conn_nread",
+            ConnState::Swallow => "conn_swallow",
+            ConnState::Mwrite => "conn_mwrite",
+            ConnState::Closing => "conn_closing",
+            ConnState::Watch => "conn_watch",
+        }
+    }
+
+    fn from_u8(v: u8) -> ConnState {
+        [
+            ConnState::NewCmd,
+            ConnState::Read,
+            ConnState::ParseCmd,
+            ConnState::Nread,
+            ConnState::Swallow,
+            ConnState::Mwrite,
+            ConnState::Closing,
+            ConnState::Watch,
+        ]
+        .get(usize::from(v))
+        .copied()
+        .unwrap_or(ConnState::Read)
+    }
+}
+
+impl ConnLive {
+    pub fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, s: ConnState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
 }
 
 /// Stop everything: set once, wakes every event loop.
@@ -133,17 +207,20 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn register_conn(&self, peer: SocketAddr) -> (u64, Arc<AtomicI64>) {
+    pub(crate) fn register_conn(&self, peer: SocketAddr) -> (u64, Arc<ConnLive>) {
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let last = Arc::new(AtomicI64::new(self.engine.clock().unix_now()));
+        let live = Arc::new(ConnLive {
+            last_cmd: AtomicI64::new(self.engine.clock().unix_now()),
+            state: std::sync::atomic::AtomicU8::new(ConnState::NewCmd as u8),
+        });
         self.conn_registry.lock().insert(
             id,
             ConnInfo {
                 peer,
-                last_cmd: last.clone(),
+                live: live.clone(),
             },
         );
-        (id, last)
+        (id, live)
     }
 
     /// The raw (never reset) server-wide counters behind `stats`.

@@ -384,8 +384,8 @@ fn conns(sh: &Shared, out: &mut Vec<u8>) {
             format_args!("{id}:listen_addr"),
             format_args!("tcp:{listen}"),
         );
-        stat(out, format_args!("{id}:state"), "conn_parse_cmd");
-        let last = info.last_cmd.load(Ordering::Relaxed);
+        stat(out, format_args!("{id}:state"), info.live.state().name());
+        let last = info.live.last_cmd.load(Ordering::Relaxed);
         stat(
             out,
             format_args!("{id}:secs_since_last_cmd"),

@@ -536,3 +536,72 @@ fn stats_reset_zeroes_what_memcached_zeroes() {
         );
     }
 }
+
+// ------------------------------------------------------------------ stats conns
+
+/// `stats conns` states, side by side with memcached: a connection that has sent
+/// nothing (`conn_new_cmd`), one idle after a command (`conn_read`), one in the middle of
+/// a storage command's data block (`conn_nread`), one skipping the data of a value too
+/// large to store (`conn_swallow`), and the one asking (`conn_parse_cmd`).
+#[test]
+fn stats_conns_states_match_memcacheds() {
+    let mc = match Memcached::start() {
+        Ok(m) => m,
+        Err(e) => return skip("stats_conns_states_match_memcacheds", &e.to_string()),
+    };
+    let ours = OurServer::start("cache-server", &["-p", "0", "-U", "0"]).unwrap();
+    for addr in [mc.addr(), ours.addr()] {
+        let fresh = TcpStream::connect(addr).unwrap();
+        let mut idle = Conn::new(addr);
+        idle.w.write_all(b"version\r\n").unwrap();
+        assert!(idle.line().starts_with("VERSION "));
+        let mut nread = TcpStream::connect(addr).unwrap();
+        nread.write_all(b"set k 0 0 100\r\nxx").unwrap();
+        // Over the 1 MB item size limit (memcached answers once the data is skipped).
+        let mut swallow = Conn::new(addr);
+        swallow.w.write_all(b"set big 0 0 2000000\r\nxx").unwrap();
+        let mut asking = Conn::new(addr);
+        let port_of = |s: &TcpStream| s.local_addr().unwrap().port();
+        let want = [
+            (port_of(&fresh), "conn_new_cmd"),
+            (port_of(&idle.w), "conn_read"),
+            (port_of(&nread), "conn_nread"),
+            (port_of(&swallow.w), "conn_swallow"),
+            (port_of(&asking.w), "conn_parse_cmd"),
+        ];
+        // The partial set reaches the server in its own time: ask until it shows.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let got = loop {
+            asking.w.write_all(b"stats conns\r\n").unwrap();
+            let reply = asking.stats_reply();
+            let mut by_id: BTreeMap<String, (u16, String)> = BTreeMap::new();
+            for (k, v) in &reply {
+                let (id, field) = k.split_once(':').unwrap();
+                let e = by_id.entry(id.to_string()).or_default();
+                match field {
+                    "addr" => {
+                        e.0 = v.rsplit(':').next().unwrap().parse().unwrap_or(0);
+                    }
+                    "state" => e.1 = v.clone(),
+                    _ => {}
+                }
+            }
+            let got: Vec<(u16, String)> = want
+                .iter()
+                .map(|(port, _)| {
+                    let state = by_id
+                        .values()
+                        .find(|(p, _)| p == port)
+                        .map_or("(missing)", |(_, s)| s.as_str());
+                    (*port, state.to_string())
+                })
+                .collect();
+            let same = got.iter().zip(&want).all(|(g, w)| g.1 == w.1);
+            if same || Instant::now() > deadline {
+                break got;
+            }
+        };
+        let want: Vec<(u16, String)> = want.iter().map(|(p, s)| (*p, s.to_string())).collect();
+        assert_eq!(got, want, "stats conns states at {addr}");
+    }
+}
