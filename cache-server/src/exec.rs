@@ -937,8 +937,9 @@ fn meta_arith(
                 return opaque_too_long(out);
             }
             let want_value = flags.has(b'v');
-            // memcached's `q` hides the HD of an update, not of an item `N` just created.
-            if !want_value && flags.quiet() && !created {
+            // memcached's `q` hides the reply to an update (`HD`, and `VA` too with `v`),
+            // not the one for an item `N` just created.
+            if flags.quiet() && !created {
                 return;
             }
             if want_value {

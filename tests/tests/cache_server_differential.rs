@@ -103,6 +103,8 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("md", b"ms d1 1\r\na\r\nmd d1\r\nmd d1\r\nmd d1 q\r\nms d2 1\r\na\r\nmd d2 q\r\nmd d2 k O5\r\n".to_vec()),
         ("md cas", b"ms dc 1 c\r\na\r\nmd dc C1\r\nmg dc v\r\n".to_vec()),
         ("ma", b"ms n1 2\r\n10\r\nma n1\r\nma n1 v t c k O1\r\nma n1 MD D100 v\r\nma n1 C1 v\r\nma nx q\r\nma nx N0 J13 v\r\nma nx2 MI D5 N0 J1 v t c\r\nma n1 MZ\r\nms nn 1\r\nx\r\nma nn\r\n".to_vec()),
+        // `q` hides an update's reply, with or without `v`, but not a vivify's.
+        ("ma quiet", b"ms n3 1\r\n5\r\nma n3 q\r\nma n3 q v\r\nma n3 q v t c k\r\nma n3 v\r\nma nq3 q N0 J2\r\nma nq4 q N0 J2 v\r\nma nq5 q\r\nma n3 q C1 v\r\n".to_vec()),
         ("stale and win", b"ms sw 2\r\nhi\r\nmd sw I T30\r\nmg sw v c\r\nmg sw v c\r\nms sw 2\r\nho\r\nmg sw v c\r\n".to_vec()),
         ("vivify", b"mg w1 N30 v c s\r\nmg w1 N30 v c s\r\nms w1 1\r\nz\r\nmg w1 v c\r\n".to_vec()),
         ("recache", b"ms v1 1 T0\r\nx\r\nmg v1 v R30\r\nms v2 1 T60\r\nx\r\nmg v2 v R100 c\r\nmg v2 v R100\r\n".to_vec()),
