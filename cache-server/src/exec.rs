@@ -628,6 +628,7 @@ fn meta_get(
             no_bump: flags.has(b'u'),
             vivify: flags.vivify.map(|t| if vivify_first { t } else { 0 }),
             recache: None,
+            recache_before_touch: false,
             no_token: true,
             vivify_ttl_last: vivify_first && pos(b'T') < pos(b'N'),
         };
@@ -643,18 +644,21 @@ fn meta_get(
         no_bump: flags.has(b'u'),
         vivify: flags.vivify,
         recache: flags.recache,
+        recache_before_touch: pos(b'R') < pos(b'T'),
         no_token: false,
         vivify_ttl_last: flags.has(b'N') && pos(b'T') < pos(b'N'),
     };
     let want_value = flags.has(b'v');
     let hit = sh.engine.get(key, &opts, |it| {
+        let mut ttls = TtlByFlagOrder::new(flags, it.vivified(), it.ttl_before(), it.ttl());
         if want_value {
             line(out, b"VA ");
             push_num(out, it.value_len() as u64);
         } else {
             line(out, b"HD");
         }
-        for (flag, token) in flags.iter() {
+        for (i, (flag, token)) in flags.iter().enumerate() {
+            let ttl = ttls.step(sh, i, flag, token);
             match flag {
                 b'c' => {
                     line(out, b" c");
@@ -673,7 +677,7 @@ fn meta_get(
                     line(out, b" s");
                     push_num(out, it.value_len() as u64);
                 }
-                b't' => push_ttl(out, it.ttl()),
+                b't' => push_ttl(out, ttl),
                 b'k' | b'O' => echo_key_opaque(out, flag, token, key, it.binary_key()),
                 _ => {}
             }
@@ -722,6 +726,55 @@ fn meta_get(
 /// ` t<seconds left>` for `mg`/`ma`: `-1` for no exptime, else memcached's unsigned 32-bit
 /// `exptime - current_time`, so an already-expired item (`T-1`) wraps to `t4294967235`-style
 /// values rather than printing a negative number.
+/// The TTL a meta `t` flag reports. memcached applies `T` (and `N`, to an item the request
+/// just created) where they stand among the flags, so a `t` before them reports the TTL as
+/// it was then; after the last of them, the TTL the item ends up with.
+struct TtlByFlagOrder {
+    created: bool,
+    /// Position of the last `T`/`N` that sets the TTL.
+    last_set: Option<usize>,
+    /// The TTL as of the flags seen so far.
+    now: i64,
+    /// The TTL after the request.
+    after: i64,
+}
+
+impl TtlByFlagOrder {
+    fn new(flags: &MetaFlags<'_>, created: bool, before: i64, after: i64) -> Self {
+        let mut t = TtlByFlagOrder {
+            created,
+            last_set: None,
+            now: before,
+            after,
+        };
+        t.last_set = flags
+            .iter()
+            .enumerate()
+            .filter(|(_, (f, _))| t.sets(*f))
+            .map(|(i, _)| i)
+            .last();
+        t
+    }
+
+    fn sets(&self, flag: u8) -> bool {
+        flag == b'T' || (flag == b'N' && self.created)
+    }
+
+    /// Take in flag `i`; returns the TTL a `t` there reports.
+    fn step(&mut self, sh: &Shared, i: usize, flag: u8, token: &[u8]) -> i64 {
+        if self.sets(flag) {
+            let exptime = std::str::from_utf8(token).ok().and_then(|t| t.parse().ok());
+            if let Some(e) = exptime {
+                self.now = sh.engine.ttl_for(e);
+            }
+        }
+        match self.last_set {
+            Some(l) if i <= l => self.now,
+            _ => self.after,
+        }
+    }
+}
+
 fn push_ttl(out: &mut Vec<u8>, ttl: i64) {
     line(out, b" t");
     if ttl == -1 {
@@ -913,6 +966,10 @@ fn meta_arith(
         cas: flags.compare_cas.filter(|&c| c != 0),
         vivify: flags.vivify.map(|ttl| (flags.initial.unwrap_or(0), ttl)),
         touch: flags.ttl,
+        vivify_ttl_last: {
+            let pos = |c: u8| flags.iter().position(|(f, _)| f == c);
+            flags.has(b'N') && pos(b'T') < pos(b'N')
+        },
     };
     let (hits, misses) = if incr {
         (&ts.incr_hits, &ts.incr_misses)
@@ -925,6 +982,7 @@ fn meta_arith(
             value,
             cas,
             ttl,
+            ttl_before,
             created,
         } => {
             // memcached counts an item `N` created as neither hit nor miss.
@@ -948,7 +1006,9 @@ fn meta_arith(
             } else {
                 line(out, b"HD");
             }
-            for (flag, token) in flags.iter() {
+            let mut ttls = TtlByFlagOrder::new(flags, created, ttl_before, ttl);
+            for (i, (flag, token)) in flags.iter().enumerate() {
+                let ttl = ttls.step(sh, i, flag, token);
                 match flag {
                     b't' => push_ttl(out, ttl),
                     b'c' => {

@@ -103,6 +103,12 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("md", b"ms d1 1\r\na\r\nmd d1\r\nmd d1\r\nmd d1 q\r\nms d2 1\r\na\r\nmd d2 q\r\nmd d2 k O5\r\n".to_vec()),
         ("md cas", b"ms dc 1 c\r\na\r\nmd dc C1\r\nmg dc v\r\n".to_vec()),
         ("ma", b"ms n1 2\r\n10\r\nma n1\r\nma n1 v t c k O1\r\nma n1 MD D100 v\r\nma n1 C1 v\r\nma nx q\r\nma nx N0 J13 v\r\nma nx2 MI D5 N0 J1 v t c\r\nma n1 MZ\r\nms nn 1\r\nx\r\nma nn\r\n".to_vec()),
+        // memcached takes meta flags in order: `T` (and `N` on an item just created) set the
+        // TTL where they stand, so a `t` or `R` before them sees the TTL as it was.
+        ("mg flag order", b"ms o1 2\r\nhi\r\nmg o1 t T30\r\nmg o1 t\r\nms o2 2 T100\r\nhi\r\nmg o2 t T0\r\nmg o2 T50 t\r\nmg o3 t N30\r\nmg o4 N30 t T60\r\nmg o5 T60 t N30\r\nmg o5 t\r\nms o6 2\r\nhi\r\nmg o6 R30 T-1\r\nms o7 2 T10\r\nhi\r\nmg o7 R30 T100\r\nms o8 2 T10\r\nhi\r\nmg o8 T100 R30\r\n".to_vec()),
+        ("ma flag order", b"ma a1 t N60\r\nms a2 1 T100\r\n5\r\nma a2 t T30\r\nmg a2 t\r\nma a3 T30 t N60 v\r\nma a4 T30 N60\r\nmg a4 t\r\nma a5 N0 T30\r\nmg a5 t\r\n".to_vec()),
+        // An item `mg N` created counts as fetched (unless `u`).
+        ("vivify fetched", b"mg f1 N30\r\nmg f1 h\r\nmg f2 N30 u\r\nmg f2 h\r\n".to_vec()),
         // `q` hides an update's reply, with or without `v`, but not a vivify's.
         ("ma quiet", b"ms n3 1\r\n5\r\nma n3 q\r\nma n3 q v\r\nma n3 q v t c k\r\nma n3 v\r\nma nq3 q N0 J2\r\nma nq4 q N0 J2 v\r\nma nq5 q\r\nma n3 q C1 v\r\n".to_vec()),
         ("stale and win", b"ms sw 2\r\nhi\r\nmd sw I T30\r\nmg sw v c\r\nmg sw v c\r\nms sw 2\r\nho\r\nmg sw v c\r\n".to_vec()),

@@ -401,6 +401,9 @@ pub struct GetOptions {
     /// `mg R<ttl>`: win if the item's remaining TTL is below this many
     /// seconds (and no token was sent yet).
     pub recache: Option<i64>,
+    /// `mg R<a> T<b>`: memcached takes the flags in order, so an `R` before the `T`
+    /// compares the TTL the item had before the touch.
+    pub recache_before_touch: bool,
     /// Hand out no win token (`W`): memcached's `mg` stops at an over-long `O` after the
     /// fetch (and any `N` vivify) but before it marks the item's token as sent, so the next
     /// fetch sees neither `W` nor `Z` (or wins, if the item is stale).
@@ -434,6 +437,7 @@ pub struct ItemView<'a> {
     flags: u32,
     cas: u64,
     ttl: i64,
+    ttl_before: i64,
     last_access: u32,
     fetched: bool,
     stale: bool,
@@ -488,6 +492,12 @@ impl<'a> ItemView<'a> {
     /// Remaining TTL in seconds (after any touch in this request); -1 = never.
     pub fn ttl(&self) -> i64 {
         self.ttl
+    }
+
+    /// Remaining TTL before this request's touch or vivify: an item `N` just created
+    /// starts without one (-1), as memcached creates it before applying `N`'s TTL.
+    pub fn ttl_before(&self) -> i64 {
+        self.ttl_before
     }
 
     /// Seconds since the last access, *before* this fetch (`mg l`).
@@ -593,6 +603,9 @@ pub struct ArithRequest<'a> {
     pub vivify: Option<(u64, i64)>,
     /// `ma T<ttl>`: set this protocol exptime on success.
     pub touch: Option<i64>,
+    /// `ma T<a> N<b>`: memcached applies `T` and `N` to a vivified item in flag order, so
+    /// when `N` comes after `T` the new item keeps the `N` TTL.
+    pub vivify_ttl_last: bool,
 }
 
 impl<'a> ArithRequest<'a> {
@@ -605,6 +618,7 @@ impl<'a> ArithRequest<'a> {
             cas: None,
             vivify: None,
             touch: None,
+            vivify_ttl_last: false,
         }
     }
 }
@@ -621,6 +635,9 @@ pub enum ArithOutcome {
         cas: u64,
         /// Remaining TTL, -1 = never.
         ttl: i64,
+        /// Remaining TTL before this request's `T`/`N` (-1 for an item just created:
+        /// memcached creates it before applying the TTL flags).
+        ttl_before: i64,
         /// Created on a miss (`ma N`).
         created: bool,
     },
@@ -939,6 +956,14 @@ impl Engine {
     /// memcached's `realtime()` with this engine's clock (see [`realtime`]).
     pub fn realtime(&self, exptime: i64) -> u32 {
         self.ctx.realtime(exptime)
+    }
+
+    /// The remaining TTL (`mg t`) of an item given protocol exptime `exptime` now.
+    pub fn ttl_for(&self, exptime: i64) -> i64 {
+        match self.ctx.realtime(exptime) {
+            0 => -1,
+            e => i64::from(e) - i64::from(self.ctx.clock.now()),
+        }
     }
 
     /// Number of shards actually used.

@@ -1187,11 +1187,13 @@ impl Shard {
                 id
             }
         };
-        let (f0, time0) = {
+        let (f0, time0, exptime0) = {
             let h = self.hdr(ctx, id);
-            (h.flags(), h.time())
+            (h.flags(), h.time(), h.exptime())
         };
-        if !opts.no_bump && !created {
+        // An item `N` just created counts as fetched too (memcached: the next `mg h`
+        // says `h1`), unless `u`.
+        if !opts.no_bump {
             self.bump(ctx, id, now);
         }
         if let Some(t) = opts.touch {
@@ -1211,6 +1213,11 @@ impl Shard {
         let exptime = self.hdr(ctx, id).exptime();
         let mut won = created;
         if let Some(r) = opts.recache {
+            let exptime = if opts.recache_before_touch {
+                exptime0
+            } else {
+                exptime
+            };
             if f & F_TOKEN == 0 && !created && exptime != 0 && exptime < ctx.realtime(r) {
                 won = true;
             }
@@ -1237,6 +1244,7 @@ impl Shard {
             flags: h.client_flags(),
             cas: h.cas(),
             ttl: ttl_of(exptime, now),
+            ttl_before: if created { -1 } else { ttl_of(exptime0, now) },
             last_access: now.saturating_sub(time0),
             fetched: f0 & F_FETCHED != 0,
             stale,
@@ -1322,7 +1330,7 @@ impl Shard {
                 }
             }
             let mut id = id;
-            if let Some(t) = req.touch {
+            if let Some(t) = req.touch.filter(|_| !req.vivify_ttl_last) {
                 let Some(n) = self.set_exptime(ctx, id, ctx.realtime(t), now, hash) else {
                     return ArithOutcome::NotFound;
                 };
@@ -1333,6 +1341,7 @@ impl Shard {
                 value: initial,
                 cas: h.cas(),
                 ttl: ttl_of(h.exptime(), now),
+                ttl_before: -1,
                 created: true,
             };
         };
@@ -1400,6 +1409,7 @@ impl Shard {
             value,
             cas: h.cas(),
             ttl: ttl_of(h.exptime(), now),
+            ttl_before: ttl_of(exptime, now),
             created: false,
         }
     }

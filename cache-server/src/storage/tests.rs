@@ -438,6 +438,7 @@ fn incr_decr() {
             value: 13,
             cas: gets(&e, "viv").map(|g| g.2).unwrap_or(0),
             ttl: -1,
+            ttl_before: -1,
             created: true
         }
     );
