@@ -682,7 +682,8 @@ pub fn parse_request<'a>(
             if nargs != base && nargs != base + 1 {
                 return Err(err(ErrorKind::Error));
             }
-            let noreply = nargs == base + 1 && a(base) == b"noreply";
+            // memcached's `set_noreply_maybe`: the last token, whatever its place.
+            let noreply = a(nargs - 1) == b"noreply";
             let bad = || err(ErrorKind::BadCommandLineFormat).noreply(noreply);
             let key = a(0);
             if !key_ok(key) {
@@ -771,7 +772,7 @@ pub fn parse_request<'a>(
             if nargs != 2 && nargs != 3 {
                 return Err(err(ErrorKind::Error));
             }
-            let noreply = nargs == 3 && a(2) == b"noreply";
+            let noreply = a(nargs - 1) == b"noreply";
             if !key_ok(a(0)) {
                 return Err(err(ErrorKind::BadCommandLineFormat).noreply(noreply));
             }
@@ -792,7 +793,7 @@ pub fn parse_request<'a>(
             if nargs != 2 && nargs != 3 {
                 return Err(err(ErrorKind::Error));
             }
-            let noreply = nargs == 3 && a(2) == b"noreply";
+            let noreply = a(nargs - 1) == b"noreply";
             if !key_ok(a(0)) {
                 return Err(err(ErrorKind::BadCommandLineFormat).noreply(noreply));
             }
@@ -853,7 +854,7 @@ pub fn parse_request<'a>(
             if nargs != 1 && nargs != 2 {
                 return Err(err(ErrorKind::Error));
             }
-            let noreply = nargs == 2 && a(1) == b"noreply";
+            let noreply = a(nargs - 1) == b"noreply";
             // memcached: `safe_strtoul` into 32 bits (the server truncates, as for
             // `verbosity`); `ERROR` obeys `noreply`.
             let megabytes =
