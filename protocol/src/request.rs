@@ -811,7 +811,9 @@ pub fn parse_request<'a>(
                 return Err(err(ErrorKind::Error));
             }
             let noreply = nargs >= 1 && a(nargs - 1) == b"noreply";
-            let delay = if nargs >= 1 && a(0) != b"noreply" {
+            // memcached: a delay is there unless the only argument is `noreply`, so in
+            // `flush_all noreply 5` the delay is `noreply` (invalid).
+            let delay = if nargs > usize::from(noreply) {
                 Some(
                     mc_strtol(a(0))
                         .ok_or_else(|| err(ErrorKind::InvalidFlushDelay).noreply(noreply))?

@@ -109,7 +109,7 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("ma flag order", b"ma a1 t N60\r\nms a2 1 T100\r\n5\r\nma a2 t T30\r\nmg a2 t\r\nma a3 T30 t N60 v\r\nma a4 T30 N60\r\nmg a4 t\r\nma a5 N0 T30\r\nmg a5 t\r\n".to_vec()),
         // memcached takes a last token `noreply` as noreply even where an argument
         // belongs (the parse error that follows is not answered), or where the key is.
-        ("noreply in an argument's place", b"incr a noreply\r\ntouch a noreply\r\nset a 0 0 noreply\r\nx\r\ncas a 0 0 1 noreply\r\nx\r\ncache_memlimit noreply\r\nset noreply 0 0 1\r\nx\r\ndelete noreply\r\nget noreply\r\n".to_vec()),
+        ("noreply in an argument's place", b"incr a noreply\r\ntouch a noreply\r\nset a 0 0 noreply\r\nx\r\ncas a 0 0 1 noreply\r\nx\r\ncache_memlimit noreply\r\nset noreply 0 0 1\r\nx\r\ndelete noreply\r\nget noreply\r\nflush_all noreply 5\r\nflush_all abc noreply\r\n".to_vec()),
         // An item `mg N` created counts as fetched (unless `u`).
         ("vivify fetched", b"mg f1 N30\r\nmg f1 h\r\nmg f2 N30 u\r\nmg f2 h\r\n".to_vec()),
         // `q` hides an update's reply, with or without `v`, but not a vivify's.
