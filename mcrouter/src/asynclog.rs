@@ -629,7 +629,10 @@ impl DeleteSink for RouterSink {
 
     async fn delete(&self, destination: &str, key: &[u8]) -> Result<(), String> {
         let d = self.shared.registry.get_or_insert(destination);
-        let r = self.dests.send(&d, &replay_request(key), false).await;
+        let r = self
+            .dests
+            .send(&d, &replay_request(key), crate::destination::ReplyEnd::One)
+            .await;
         match r.kind {
             ReplyKind::Ok | ReplyKind::NotFound => Ok(()),
             _ => Err(String::from_utf8_lossy(&r.bytes).trim_end().to_string()),

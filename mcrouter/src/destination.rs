@@ -210,9 +210,21 @@ pub const JOIN_MAX_KEYS: usize = 32;
 /// may not).
 pub const JOIN_MAX_LINE: usize = 2048;
 
+/// Where a request's reply ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyEnd {
+    /// One reply line (with its data block, for `VALUE`-less replies such as `VA`).
+    One,
+    /// A `VALUE`* `END` sequence (get, gets, gat, gats).
+    Values,
+    /// Everything up to an `MN` (a quiet meta request sent with `mn` after it, which
+    /// may have no reply of its own); the `MN` is not part of the reply.
+    Mn,
+}
+
 struct Pending {
     tx: oneshot::Sender<Reply>,
-    until_end: bool,
+    end: ReplyEnd,
     /// Sequence number on this connection: the timeout check watches the oldest one.
     seq: u64,
     /// When it was queued (only with metrics on).
@@ -266,11 +278,15 @@ impl ConnState {
         &mut self,
         health: &Health,
         raw: &[u8],
-        until_end: bool,
+        end: ReplyEnd,
         tx: oneshot::Sender<Reply>,
         sent: Option<Instant>,
     ) -> Option<bool> {
-        let get_key = if until_end { single_get_key(raw) } else { None };
+        let get_key = if end == ReplyEnd::Values {
+            single_get_key(raw)
+        } else {
+            None
+        };
         let tx = match get_key {
             Some((cmd, key)) => match self.join(health, cmd, key, tx, sent) {
                 Ok(()) => return None,
@@ -285,7 +301,7 @@ impl ConnState {
         self.next_seq += 1;
         self.pending.push_back(Pending {
             tx,
-            until_end,
+            end,
             seq,
             sent,
             joined: None,
@@ -432,10 +448,12 @@ struct Conn {
 struct Scan {
     pos: usize,
     hit: bool,
+    /// [`ReplyEnd::Mn`]: the kind of the reply before the `MN`, if there was one.
+    first: Option<ReplyKind>,
 }
 
 impl Conn {
-    fn send(self: &Rc<Self>, raw: &[u8], until_end: bool) -> ReplyFuture {
+    fn send(self: &Rc<Self>, raw: &[u8], end: ReplyEnd) -> ReplyFuture {
         if self.shared.health.is_tko() {
             return ReplyFuture::Ready(Some(Reply::error(
                 ErrorClass::Tko,
@@ -452,7 +470,7 @@ impl Conn {
         self.shared.health.requests.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let sent = self.metrics.start();
-        let Some(was_empty) = st.queue(&self.shared.health, raw, until_end, tx, sent) else {
+        let Some(was_empty) = st.queue(&self.shared.health, raw, end, tx, sent) else {
             // Joined to a line already queued: the connection task will send it.
             return ReplyFuture::Wait(rx);
         };
@@ -649,31 +667,52 @@ impl Conn {
             if rbuf.len() <= scan.pos {
                 return Ok(());
             }
-            let until_end = match self.st.borrow().pending.front() {
-                Some(p) => p.until_end,
+            let reply_end = match self.st.borrow().pending.front() {
+                Some(p) => p.end,
                 None => return Err((ErrorClass::LocalError, "unexpected data from server".into())),
             };
+            let until_end = reply_end == ReplyEnd::Values;
+            let mut mn_len = 0;
             let (kind, end) = match protocol::parse_response(&rbuf[scan.pos..]) {
                 Ok(None) => return Ok(()),
                 Err(e) => return Err((ErrorClass::LocalError, format!("bad reply: {e}"))),
                 Ok(Some((resp, n))) => {
                     let kind = classify(&resp);
                     let end = scan.pos + n;
-                    if until_end && kind == ReplyKind::Hit {
-                        scan.hit = true;
-                        scan.pos = end;
-                        continue;
-                    }
-                    let kind = if kind == ReplyKind::Miss && scan.hit {
-                        ReplyKind::Hit
+                    if reply_end == ReplyEnd::Mn {
+                        let mn = matches!(
+                            resp,
+                            protocol::Response::Meta {
+                                code: protocol::MetaCode::Mn,
+                                ..
+                            }
+                        );
+                        if !mn {
+                            scan.first.get_or_insert(kind);
+                            scan.pos = end;
+                            continue;
+                        }
+                        mn_len = n;
+                        (scan.first.unwrap_or(ReplyKind::Ok), end)
                     } else {
-                        kind
-                    };
-                    (kind, end)
+                        if until_end && kind == ReplyKind::Hit {
+                            scan.hit = true;
+                            scan.pos = end;
+                            continue;
+                        }
+                        let kind = if kind == ReplyKind::Miss && scan.hit {
+                            ReplyKind::Hit
+                        } else {
+                            kind
+                        };
+                        (kind, end)
+                    }
                 }
             };
             *scan = Scan::default();
-            let bytes = rbuf.split_to(end).freeze();
+            let mut bytes = rbuf.split_to(end).freeze();
+            // The `MN` only marked the end.
+            bytes.truncate(bytes.len() - mn_len);
             let p = {
                 let mut st = self.st.borrow_mut();
                 let p = st.pending.pop_front();
@@ -810,10 +849,10 @@ impl WorkerDests {
         set.conns[i].clone()
     }
 
-    /// Queue `raw` (one or more complete requests answered by one reply, or by a
-    /// `VALUE`*`END` sequence when `until_end`) on a connection to `d`.
-    pub fn send(&self, d: &Arc<DestShared>, raw: &[u8], until_end: bool) -> ReplyFuture {
-        self.conn(d).send(raw, until_end)
+    /// Queue `raw` (one or more complete requests answered as `end` says) on a connection
+    /// to `d`.
+    pub fn send(&self, d: &Arc<DestShared>, raw: &[u8], end: ReplyEnd) -> ReplyFuture {
+        self.conn(d).send(raw, end)
     }
 }
 
@@ -823,7 +862,12 @@ mod tests {
 
     fn queue(st: &mut ConnState, raw: &[u8]) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
-        st.queue(&Health::default(), raw, raw.starts_with(b"get"), tx, None);
+        let end = if raw.starts_with(b"get") {
+            ReplyEnd::Values
+        } else {
+            ReplyEnd::One
+        };
+        st.queue(&Health::default(), raw, end, tx, None);
         rx
     }
 

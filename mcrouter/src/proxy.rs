@@ -31,7 +31,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::admin;
-use crate::destination::WorkerDests;
+use crate::destination::{ReplyEnd, WorkerDests};
 use crate::reply::{quiet_suppressed, value_units, ErrorClass, Reply, ReplyKind};
 use crate::request::{Classified, LocalCmd, Op, Req, StatsGroup};
 use crate::route::{all_destinations, join_all, ready, worst, Ctx, Route, RouteFuture, RouteRef};
@@ -511,7 +511,7 @@ fn flush_all(req: Req, shared: &Arc<Shared>, ctx: &Rc<Ctx>) -> RouteFuture {
     let noreply = req.noreply();
     let futs: Vec<RouteFuture> = all_destinations(&root)
         .iter()
-        .map(|d| Box::pin(ctx.dests.send(d, req.raw(), false)) as RouteFuture)
+        .map(|d| Box::pin(ctx.dests.send(d, req.raw(), ReplyEnd::One)) as RouteFuture)
         .collect();
     Box::pin(async move {
         let r = worst(join_all(futs).await).unwrap_or(Reply {
@@ -591,7 +591,7 @@ pub fn multi_get(req: Req, root: &RouteRef, ctx: &Rc<Ctx>, shared: &Arc<Shared>)
     let mut parts: Vec<RouteFuture> = Vec::with_capacity(ngroups + singles.len());
     for ((_, mut line), d) in groups.into_iter().zip(&group_dest) {
         line.extend_from_slice(b"\r\n");
-        parts.push(Box::pin(ctx.dests.send(d, &line, true)));
+        parts.push(Box::pin(ctx.dests.send(d, &line, ReplyEnd::Values)));
     }
     shared
         .stats

@@ -183,6 +183,10 @@ pub struct Req {
     noreply: bool,
     /// Meta `q`: the backend was asked without `q`; suppress the "uninteresting" replies.
     quiet: bool,
+    /// A quiet `ma` with `N`: memcached answers a vivify even under `q` but not an update,
+    /// and only the backend knows which happened. So it goes with its `q` and an `mn`
+    /// after it, and its reply is whatever comes before the `MN` (maybe nothing).
+    until_mn: bool,
     /// A delete from the invalidation intake (a database tailer), not from a client.
     invalidation: bool,
 }
@@ -292,10 +296,14 @@ impl Req {
             (_, Some(f)) if f.base64_key() => parsed.key().and_then(decode_b64),
             _ => None,
         };
+        let until_mn = quiet && op == Op::MetaArithmetic && meta_flags.is_some_and(|f| f.has(b'N'));
         if noreply || quiet {
             // Re-encode so that the backend answers (we must match replies to requests).
             let mut out = Vec::with_capacity(consumed + 8);
-            if quiet {
+            if until_mn {
+                out.extend_from_slice(&buf[..consumed]);
+                out.extend_from_slice(b"mn\r\n");
+            } else if quiet {
                 strip_quiet(&buf[..consumed], &mut out);
             } else {
                 let mut copy = *parsed;
@@ -312,7 +320,8 @@ impl Req {
                 key: key_off..key_off + key_len,
                 decoded,
                 noreply,
-                quiet,
+                quiet: quiet && !until_mn,
+                until_mn,
                 invalidation: false,
             };
             return if op == Op::FlushAll {
@@ -348,6 +357,7 @@ impl Req {
             decoded,
             noreply,
             quiet,
+            until_mn: false,
             invalidation: false,
         };
         if op == Op::FlushAll {
@@ -407,9 +417,21 @@ impl Req {
         self.noreply
     }
 
-    /// Whether the client sent meta `q`.
+    /// Whether the client sent meta `q` (and the router, not the backend, hides replies).
     pub fn quiet(&self) -> bool {
         self.quiet
+    }
+
+    /// Where the backend's reply to this request ends.
+    pub fn reply_end(&self) -> crate::destination::ReplyEnd {
+        use crate::destination::ReplyEnd;
+        if self.until_mn {
+            ReplyEnd::Mn
+        } else if self.op.reply_until_end() {
+            ReplyEnd::Values
+        } else {
+            ReplyEnd::One
+        }
     }
 
     /// Whether this is a delete from the invalidation intake (see [`crate::intake`]).
@@ -452,6 +474,7 @@ impl Req {
             decoded: None,
             noreply: false,
             quiet: false,
+            until_mn: false,
             invalidation: self.invalidation,
         }
     }
@@ -500,6 +523,7 @@ impl Req {
             decoded: None,
             noreply: self.noreply,
             quiet: self.quiet,
+            until_mn: self.until_mn,
             invalidation: self.invalidation,
         }
     }
@@ -546,6 +570,7 @@ impl Req {
             decoded: self.decoded.clone(),
             noreply: self.noreply,
             quiet: self.quiet,
+            until_mn: self.until_mn,
             invalidation: self.invalidation,
         }
     }
@@ -579,6 +604,7 @@ impl Req {
             decoded: self.decoded.clone(),
             noreply: self.noreply,
             quiet: self.quiet,
+            until_mn: self.until_mn,
             invalidation: self.invalidation,
         }
     }

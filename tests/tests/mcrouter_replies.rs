@@ -165,6 +165,12 @@ fn meta_quiet_mode_matches_memcached() -> Result<()> {
         "ma n q MD D2 v\r\n",
         "ma a q\r\n",
         "ma n q C99999\r\n",
+        // vivify: memcached answers the item it creates even under `q`, not an update
+        "ma v1 q N0 J5\r\n",
+        "ma v1 q N0 J5\r\n",
+        "ma v2 q N0 J7 v t\r\n",
+        "ma v2 q N0 v\r\n",
+        "ma v3 q N0 MZ\r\n",
         // deletes
         "md a q C99999\r\n",
         "md a q\r\n",
@@ -182,7 +188,13 @@ fn meta_quiet_mode_matches_memcached() -> Result<()> {
     let routed = session(router.addr(), &text)?;
     assert_eq!(routed, direct, "session:\n{text}");
     // The session is not trivially quiet: memcached showed NF, NS, EX and hits.
-    for shown in ["NF\r\n", "NS\r\n", "EX\r\n", "VA 4 ka O77\r\n<abc\r\n"] {
+    for shown in [
+        "NF\r\n",
+        "NS\r\n",
+        "EX\r\n",
+        "VA 4 ka O77\r\n<abc\r\n",
+        "VA 1 t-1\r\n7\r\n",
+    ] {
         assert!(direct.contains(shown), "{shown:?} in {direct:?}");
     }
     // One by one, too (nothing left to be paired with a later reply).

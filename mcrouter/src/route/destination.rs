@@ -28,7 +28,7 @@ use serde_json::Value;
 use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::coalesce::Coalescer;
 use crate::config::{Builder, ConfigError};
-use crate::destination::DestShared;
+use crate::destination::{DestShared, ReplyEnd};
 use crate::hash::{key_without_route, routing_prefix};
 use crate::lease::{self, LeaseMode};
 use crate::reply::{restore_client_key, ClientKey};
@@ -127,16 +127,13 @@ impl DestinationRoute {
     fn send(&self, req: &Req, ctx: &Rc<Ctx>) -> RouteFuture {
         let op = req.op();
         if op != Op::LeaseGet {
-            return Box::pin(
-                ctx.dests
-                    .send(&self.dest, req.raw(), req.op().reply_until_end()),
-            );
+            return Box::pin(ctx.dests.send(&self.dest, req.raw(), req.reply_end()));
         }
         let dest = self.dest.clone();
         let key = Bytes::copy_from_slice(req.key());
         match self.opts.lease_mode {
             LeaseMode::Native => {
-                let fut = ctx.dests.send(&self.dest, req.raw(), true);
+                let fut = ctx.dests.send(&self.dest, req.raw(), ReplyEnd::Values);
                 Box::pin(async move {
                     let r = fut.await;
                     if let Some((_, token, _)) = lease::parse_lvalue(&r.bytes) {
@@ -146,9 +143,9 @@ impl DestinationRoute {
                 })
             }
             mode @ LeaseMode::Meta { ttl } => {
-                let fut = ctx
-                    .dests
-                    .send(&self.dest, &lease::meta_lease_get(&key, ttl), false);
+                let fut =
+                    ctx.dests
+                        .send(&self.dest, &lease::meta_lease_get(&key, ttl), ReplyEnd::One);
                 Box::pin(async move {
                     let (r, token) = lease::meta_get_reply(&key, fut.await);
                     if let Some(t) = token {
@@ -181,10 +178,10 @@ impl DestinationRoute {
         let (dest, mode) = found.unwrap_or((self.dest.clone(), self.opts.lease_mode));
         ctx.coalesce.write_passed(dest.id, key);
         match mode {
-            LeaseMode::Native => Box::pin(ctx.dests.send(&dest, req.raw(), false)),
+            LeaseMode::Native => Box::pin(ctx.dests.send(&dest, req.raw(), ReplyEnd::One)),
             LeaseMode::Meta { .. } => {
                 let raw = lease::meta_lease_set(key, token, flags, exptime, data);
-                let fut = ctx.dests.send(&dest, &raw, false);
+                let fut = ctx.dests.send(&dest, &raw, ReplyEnd::One);
                 Box::pin(async move { lease::meta_set_reply(fut.await) })
             }
         }
