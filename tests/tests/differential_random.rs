@@ -1,15 +1,19 @@
 //! Randomized side by side with memcached: short sequences of commands drawn from a
 //! vocabulary of keys, flags and numbers that make the replies depend on each other (flag
-//! order, vivify, noreply in odd places, TTL edges), each sent to both servers after a
-//! `flush_all` on its own connection, the replies compared byte for byte.
+//! order, vivify, noreply in odd places, TTL edges), each sent to memcached and to the
+//! server under test after a `flush_all` on its own connection, the replies compared byte
+//! for byte. The servers under test: cache-server, and the router in front of a memcached.
 //!
 //! The draws are seeded (a fixed seed per family), so a failure names a sequence that can be
 //! replayed. Left out on purpose, as documented deliberate differences: the newer
 //! memcached's `E` and `x` meta flags, and the `version` string.
 
+use std::net::SocketAddr;
+
 use e2e_tests::bins::OurServer;
 use e2e_tests::differential::exchange;
-use e2e_tests::external::{skip, Memcached};
+use e2e_tests::external::{memcacheds, skip, Memcached};
+use e2e_tests::router_support::{pool_config, Router};
 
 /// xorshift64*: small, deterministic, good enough to pick words.
 struct Draw(u64);
@@ -150,11 +154,11 @@ fn text_command(d: &mut Draw) -> String {
     }
 }
 
-/// `sequences` random sequences of 4 commands from `command`, each on both servers after a
-/// `flush_all`; every sequence whose replies differ, described.
+/// `sequences` random sequences of 4 commands from `command`, each sent to memcached at
+/// `mc` and to `ours` after a `flush_all`; every sequence whose replies differ, described.
 fn differences(
-    mc: &Memcached,
-    ours: &OurServer,
+    mc: SocketAddr,
+    ours: SocketAddr,
     seed: u64,
     sequences: usize,
     command: fn(&mut Draw) -> String,
@@ -166,8 +170,8 @@ fn differences(
         for _ in 0..4 {
             seq.push_str(&command(&mut d));
         }
-        let want = exchange(mc.addr(), seq.as_bytes(), false);
-        let got = exchange(ours.addr(), seq.as_bytes(), false);
+        let want = exchange(mc, seq.as_bytes(), false);
+        let got = exchange(ours, seq.as_bytes(), false);
         if want != got {
             out.push(format!(
                 "{seq:?}\n  memcached:    {:?}\n  cache-server: {:?}",
@@ -179,24 +183,30 @@ fn differences(
     out
 }
 
-fn run_family(test: &str, seed: u64, command: fn(&mut Draw) -> String) {
-    let mc = match Memcached::start() {
-        Ok(m) => m,
-        Err(e) => return skip(test, &e.to_string()),
-    };
-    let ours = OurServer::start("cache-server", &["-p", "0", "-U", "0"]).unwrap();
-    let diffs = differences(&mc, &ours, seed, 400, command);
+const SEQUENCES: usize = 400;
+
+fn assert_same(mc: SocketAddr, ours: SocketAddr, seed: u64, command: fn(&mut Draw) -> String) {
+    let diffs = differences(mc, ours, seed, SEQUENCES, command);
     assert!(
         diffs.is_empty(),
-        "{} of 400 sequences differ (seed {seed}):\n{}",
+        "{} of {SEQUENCES} sequences differ (seed {seed}):\n{}",
         diffs.len(),
         diffs[..diffs.len().min(5)].join("\n")
     );
 }
 
+fn cache_server_family(test: &str, seed: u64, command: fn(&mut Draw) -> String) {
+    let mc = match Memcached::start() {
+        Ok(m) => m,
+        Err(e) => return skip(test, &e.to_string()),
+    };
+    let ours = OurServer::start("cache-server", &["-p", "0", "-U", "0"]).unwrap();
+    assert_same(mc.addr(), ours.addr(), seed, command);
+}
+
 #[test]
 fn random_meta_sequences_answer_as_memcached() {
-    run_family(
+    cache_server_family(
         "random_meta_sequences_answer_as_memcached",
         0x6d65_7461,
         meta_command,
@@ -205,9 +215,21 @@ fn random_meta_sequences_answer_as_memcached() {
 
 #[test]
 fn random_text_sequences_answer_as_memcached() {
-    run_family(
+    cache_server_family(
         "random_text_sequences_answer_as_memcached",
         0x7465_7874,
         text_command,
     );
+}
+
+/// The router in front of one memcached answers as that memcached would directly (meta
+/// `q` and `noreply` are the router's to honour, as it must match replies to requests).
+#[test]
+fn random_sequences_through_the_router_answer_as_memcached() {
+    let Some(ms) = memcacheds("random_sequences_through_the_router_answer_as_memcached", 2) else {
+        return;
+    };
+    let router = Router::start(&pool_config(&[ms[1].server_string()]), &[]).unwrap();
+    assert_same(ms[0].addr(), router.addr(), 0x726d_6574, meta_command);
+    assert_same(ms[0].addr(), router.addr(), 0x7274_6578, text_command);
 }
