@@ -429,8 +429,14 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
             };
             let found = engine
                 .get(k, &opts, |it| {
+                    // memcached prints the item's key: in base64 when it was stored with a
+                    // base64 key, as sent otherwise (whatever this request's `b`).
                     line(out, b"ME ");
-                    line(out, key);
+                    if it.binary_key() {
+                        protocol::meta::encode_key(it.key(), out);
+                    } else {
+                        line(out, it.key());
+                    }
                     let _ = write!(
                         out,
                         " exp={} la={} cas={} fetch={} cls={} size={}\r\n",
@@ -444,7 +450,7 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
                         it.cas(),
                         if it.fetched_before() { "yes" } else { "no" },
                         it.class_id(),
-                        it.key().len() + it.value_len() + 2 + ITEM_HEADER_ESTIMATE,
+                        memcached_item_size(it, engine.config().cas_enabled),
                     );
                 })
                 .is_some();
@@ -555,9 +561,14 @@ fn lease_get(sh: &Shared, ts: &ThreadStats, key: &[u8], out: &mut Vec<u8>) {
     line(out, b"END\r\n");
 }
 
-/// What `me` reports as an item's size on top of key and value (our header is smaller than
-/// memcached's; this keeps the figure comparable).
-const ITEM_HEADER_ESTIMATE: usize = 32;
+/// The size `me` reports: memcached's `ITEM_ntotal` for this item (its 48-byte header,
+/// the key and its NUL, 4 bytes of client flags when they are not 0, the value with its
+/// CRLF, 8 bytes of CAS unless `-C`), whatever our own layout takes.
+fn memcached_item_size(it: &ItemView<'_>, cas_enabled: bool) -> usize {
+    let flags = if it.flags() != 0 { 4 } else { 0 };
+    let cas = if cas_enabled { 8 } else { 0 };
+    48 + it.key().len() + 1 + flags + it.value_len() + 2 + cas
+}
 
 /// The key a meta command addresses: the raw token, or its base64 decoding with `b`.
 fn meta_key<'k>(
