@@ -3,6 +3,7 @@
 //! order, vivify, noreply in odd places, TTL edges), each sent to memcached and to the
 //! server under test after a `flush_all` on its own connection, the replies compared byte
 //! for byte. The servers under test: cache-server, and the router in front of a memcached.
+//! Three families: meta commands, classic text commands, and base64 keys.
 //!
 //! The draws are seeded (a fixed seed per family), so a failure names a sequence that can be
 //! replayed. Left out on purpose, as documented deliberate differences: the newer
@@ -154,6 +155,51 @@ fn text_command(d: &mut Draw) -> String {
     }
 }
 
+/// Meta commands on base64 keys (`b`), plain keys, and keys that are not valid base64,
+/// mixed with text commands on the decoded keys and `me`.
+fn base64_command(d: &mut Draw) -> String {
+    // a, b, abc in base64; a plain key; two invalid ones.
+    let k = d.pick(&["YQ==", "Yg==", "YWJj", "a", "!!", "YQ"]);
+    let b = d.pick(&["b", "b", "b", ""]);
+    match d.below(10) {
+        0..=2 => {
+            let f = d.some(
+                &["v", "k", "O5", "q", "t", "c", "s", "f", "N10", "h", "l"],
+                3,
+            );
+            format!("mg {k} {b} {f}\r\n")
+        }
+        3..=4 => {
+            let f = d.some(
+                &[
+                    "k", "O2", "q", "I", "MA", "MP", "MR", "ME", "T5", "F3", "c", "C1",
+                ],
+                3,
+            );
+            let v = d.pick(&["hi", "", "xyz"]);
+            format!("ms {k} {} {b} {f}\r\n{v}\r\n", v.len())
+        }
+        5 => format!(
+            "md {k} {b} {}\r\n",
+            d.some(&["k", "q", "I", "T5", "C1", "O9"], 2)
+        ),
+        6 => format!(
+            "ma {k} {b} {}\r\n",
+            d.some(&["v", "k", "N0", "J2", "q", "MD", "t"], 3)
+        ),
+        7 => format!("me {k} {b}\r\n"),
+        _ => {
+            let plain = d.pick(&["a", "b", "abc"]);
+            match d.below(4) {
+                0 => format!("get {plain}\r\n"),
+                1 => format!("set {plain} 0 0 1\r\n5\r\n"),
+                2 => format!("append {plain} 0 0 1\r\n7\r\n"),
+                _ => format!("incr {plain} 2\r\n"),
+            }
+        }
+    }
+}
+
 /// `sequences` random sequences of 4 commands from `command`, each sent to memcached at
 /// `mc` and to `ours` after a `flush_all`; every sequence whose replies differ, described.
 fn differences(
@@ -214,6 +260,15 @@ fn random_meta_sequences_answer_as_memcached() {
 }
 
 #[test]
+fn random_base64_key_sequences_answer_as_memcached() {
+    cache_server_family(
+        "random_base64_key_sequences_answer_as_memcached",
+        0x6236_3420,
+        base64_command,
+    );
+}
+
+#[test]
 fn random_text_sequences_answer_as_memcached() {
     cache_server_family(
         "random_text_sequences_answer_as_memcached",
@@ -232,4 +287,5 @@ fn random_sequences_through_the_router_answer_as_memcached() {
     let router = Router::start(&pool_config(&[ms[1].server_string()]), &[]).unwrap();
     assert_same(ms[0].addr(), router.addr(), 0x726d_6574, meta_command);
     assert_same(ms[0].addr(), router.addr(), 0x7274_6578, text_command);
+    assert_same(ms[0].addr(), router.addr(), 0x7262_3634, base64_command);
 }
