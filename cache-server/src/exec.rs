@@ -450,7 +450,13 @@ pub fn execute(req: &Request<'_>, sh: &Shared, ts: &ThreadStats, out: &mut Vec<u
                         it.cas(),
                         if it.fetched_before() { "yes" } else { "no" },
                         it.class_id(),
-                        memcached_item_size(it, engine.config().cas_enabled),
+                        // memcached's size for the item, whatever our own layout takes.
+                        crate::storage::memcached_item_size(
+                            it.key().len(),
+                            it.flags(),
+                            it.value_len(),
+                            engine.config().cas_enabled,
+                        ),
                     );
                 })
                 .is_some();
@@ -559,15 +565,6 @@ fn lease_get(sh: &Shared, ts: &ThreadStats, key: &[u8], out: &mut Vec<u8>) {
             }
         });
     line(out, b"END\r\n");
-}
-
-/// The size `me` reports: memcached's `ITEM_ntotal` for this item (its 48-byte header,
-/// the key and its NUL, 4 bytes of client flags when they are not 0, the value with its
-/// CRLF, 8 bytes of CAS unless `-C`), whatever our own layout takes.
-fn memcached_item_size(it: &ItemView<'_>, cas_enabled: bool) -> usize {
-    let flags = if it.flags() != 0 { 4 } else { 0 };
-    let cas = if cas_enabled { 8 } else { 0 };
-    48 + it.key().len() + 1 + flags + it.value_len() + 2 + cas
 }
 
 /// The key a meta command addresses: the raw token, or its base64 decoding with `b`.

@@ -31,6 +31,27 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
     let mut replace_big = b"set rb 0 0 1\r\na\r\nset rb 0 0 2000000\r\n".to_vec();
     replace_big.extend_from_slice(&big);
     replace_big.extend_from_slice(b"\r\nget rb\r\n");
+    // The item size limit as memcached counts an item (48-byte header, key + NUL, flags,
+    // value + CRLF, CAS): for key `kk` the last value that fits is 1048515 bytes, 1048511
+    // with client flags; an append that would pass it is NOT_STORED.
+    let mut size_limit = Vec::new();
+    for (flags, n) in [
+        (0, 1_048_515),
+        (0, 1_048_516),
+        (5, 1_048_511),
+        (5, 1_048_512),
+    ] {
+        size_limit.extend_from_slice(format!("set kk {flags} 0 {n}\r\n").as_bytes());
+        size_limit.extend(std::iter::repeat_n(b'x', n));
+        size_limit.extend_from_slice(b"\r\nmg kk s f\r\n");
+    }
+    for n in [1_047_515, 1_047_516] {
+        size_limit.extend_from_slice(b"set kk 0 0 1000\r\n");
+        size_limit.extend(std::iter::repeat_n(b'y', 1000));
+        size_limit.extend_from_slice(format!("\r\nappend kk 0 0 {n}\r\n").as_bytes());
+        size_limit.extend(std::iter::repeat_n(b'z', n));
+        size_limit.extend_from_slice(b"\r\nmg kk s\r\n");
+    }
     let value_100k = vec![b'v'; 100_000];
     // Far more output than the server's output buffer from input that arrives at once:
     // the server must come back to the buffered requests once the client has read.
@@ -87,6 +108,7 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("lru_crawler class lists", b"lru_crawler crawl 1,abc\r\nlru_crawler crawl 0\r\nlru_crawler crawl 64\r\nlru_crawler crawl -1\r\nlru_crawler crawl 1 2\r\nlru_crawler metadump 0\r\nlru_crawler metadump all\r\nlru_crawler metadump\r\nlru_crawler mgdump\r\n".to_vec()),
         ("lru_crawler metadump bad class", b"lru_crawler metadump 1,0\r\n".to_vec()),
         ("ms too large", ms_too_large),
+        ("item size limit", size_limit),
         ("touch/flush bad exptime", b"touch k abc\r\ngat abc k\r\ngat 10\r\n".to_vec()),
         // A complete line is executed whatever its length (it arrives whole).
         ("long complete lines", {

@@ -835,6 +835,15 @@ impl Ctx {
     }
 }
 
+/// memcached's `ITEM_ntotal`: its 48-byte item header, the key and a NUL, 4 bytes of client
+/// flags when they are not 0, the value and its CRLF, 8 bytes of CAS unless `-C`. memcached
+/// refuses an item over the item size limit by this count and `me` reports it as `size`.
+pub fn memcached_item_size(nkey: usize, flags: u32, vlen: usize, cas_enabled: bool) -> usize {
+    let flags = if flags != 0 { 4 } else { 0 };
+    let cas = if cas_enabled { 8 } else { 0 };
+    48 + nkey + 1 + flags + vlen + 2 + cas
+}
+
 /// memcached's `realtime()`: converts a protocol exptime to relative time.
 /// 0 = never (0); negative = already expired (1); up to 30 days = relative to
 /// `now`; larger = absolute Unix time (1 if not after the process start).
@@ -979,10 +988,11 @@ impl Engine {
     /// Largest value (bytes) storable with a key of `key_len` bytes and non-zero
     /// flags and exptime.
     pub fn max_value_len(&self, key_len: usize) -> usize {
-        self.ctx
-            .cfg
-            .max_item_size
-            .saturating_sub(self.ctx.hdr_base + 8 + item::CHAIN_EXT + key_len)
+        let max = self.ctx.cfg.max_item_size;
+        let ours = max.saturating_sub(self.ctx.hdr_base + 8 + item::CHAIN_EXT + key_len);
+        let memcacheds =
+            max.saturating_sub(memcached_item_size(key_len, 1, 0, self.ctx.cfg.cas_enabled));
+        ours.min(memcacheds)
     }
 
     fn shard_for(&self, key: &[u8]) -> (u64, parking_lot::MutexGuard<'_, Shard>) {

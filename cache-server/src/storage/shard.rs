@@ -517,7 +517,10 @@ impl Shard {
             bits |= F_HAS_FLAGS;
         }
         let total = header_len(ctx.hdr_base, bits) + key.len() + vlen;
-        if total > ctx.cfg.max_item_size || key.len() > KEY_MAX_LENGTH {
+        // Our own header is smaller than memcached's, so memcached's size is the bound that
+        // decides.
+        let memcached_total = memcached_ntotal(ctx, key.len(), flags, vlen);
+        if total.max(memcached_total) > ctx.cfg.max_item_size || key.len() > KEY_MAX_LENGTH {
             return Err(AllocErr::TooLarge);
         }
         let (cls, chained) = match class_for(&ctx.classes, total) {
@@ -1131,6 +1134,15 @@ impl Shard {
             Ok(id) => id,
             Err(e) => {
                 let status = match e {
+                    // memcached stores the appended data as an item of its own first (too
+                    // large: `SERVER_ERROR`), then fails to make the joined one: NOT_STORED.
+                    AllocErr::TooLarge
+                        if concat.is_some()
+                            && memcached_ntotal(ctx, req.key.len(), req.flags, req.value.len())
+                                <= ctx.cfg.max_item_size =>
+                    {
+                        StoreStatus::NotStored
+                    }
                     AllocErr::TooLarge => StoreStatus::TooLarge,
                     AllocErr::NoMemory => StoreStatus::OutOfMemory,
                 };
@@ -1758,6 +1770,12 @@ impl Shard {
             now.saturating_sub(self.hdr(ctx, t).time())
         }
     }
+}
+
+/// [`super::memcached_item_size`] with this engine's CAS setting: an item over the item size
+/// limit by this count is refused, as in memcached.
+fn memcached_ntotal(ctx: &Ctx, nkey: usize, flags: u32, vlen: usize) -> usize {
+    super::memcached_item_size(nkey, flags, vlen, ctx.cfg.cas_enabled)
 }
 
 fn ttl_of(exptime: u32, now: u32) -> i64 {
