@@ -647,7 +647,10 @@ fn too_large_items() {
     // memcached's count: 48-byte header, key + NUL, flags, value + CRLF, CAS.
     assert_eq!(fits.len(), MB - (48 + 1 + 1 + 4 + 2 + 8));
     let over = vec![7u8; fits.len() + 1];
-    assert_eq!(set_full(&e, "k", &over, 5, 100).status, StoreStatus::TooLarge);
+    assert_eq!(
+        set_full(&e, "k", &over, 5, 100).status,
+        StoreStatus::TooLarge
+    );
     // Without client flags the item is 4 bytes smaller.
     assert_eq!(set_full(&e, "k", &over, 0, 100).status, StoreStatus::Stored);
 }
