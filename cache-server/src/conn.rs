@@ -616,11 +616,6 @@ impl Conn {
     }
 }
 
-/// memcached drops the old value when a `set` is rejected as too large, so a failed update
-/// never leaves stale data behind.
-///
-/// `watch mutations` sees the failed store (logged as memcached does, see
-/// [`watch::Hub::alloc_failure`]), then the lookup of that drop.
 /// Publish `s` to `stats conns` if it changed (`shown` caches the published state).
 fn publish(shown: &mut ConnState, live: &ConnLive, s: ConnState) {
     if *shown != s {
@@ -629,6 +624,11 @@ fn publish(shown: &mut ConnState, live: &ConnLive, s: ConnState) {
     }
 }
 
+/// memcached drops the old value when a `set` is rejected as too large, so a failed update
+/// never leaves stale data behind.
+///
+/// `watch mutations` sees the failed store (logged as memcached does, see
+/// [`watch::Hub::alloc_failure`]), then the lookup of that drop.
 fn forget_on_too_large_set(sh: &Shared, line: &[u8], fd: i32) {
     let mut toks = line
         .split(|&b| b == b' ' || b == b'\r' || b == b'\n')

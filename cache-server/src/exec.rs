@@ -621,7 +621,7 @@ fn meta_get(
     let Some(key) = meta_key(raw_key, flags.base64_key(), &mut kb, out) else {
         return;
     };
-    let pos = |c: u8| flags.iter().position(|(f, _)| f == c);
+    let pos = |c: u8| flag_pos(flags, c);
     if flags.opaque_too_long {
         // memcached finds out while writing the reply: the fetch, an `N` vivify and a `T`
         // touch that came before the `O` are done, only a miss is counted, the reply is the
@@ -731,15 +731,13 @@ fn meta_get(
     }
 }
 
-/// ` t<seconds left>` for `mg`/`ma`: `-1` for no exptime, else memcached's unsigned 32-bit
-/// `exptime - current_time`, so an already-expired item (`T-1`) wraps to `t4294967235`-style
-/// values rather than printing a negative number.
 /// The TTL a meta `t` flag reports. memcached applies `T` (and `N`, to an item the request
 /// just created) where they stand among the flags, so a `t` before them reports the TTL as
 /// it was then; after the last of them, the TTL the item ends up with.
 struct TtlByFlagOrder {
     created: bool,
-    /// Position of the last `T`/`N` that sets the TTL.
+    /// Position of the last `T`/`N` that sets the TTL, when a `t` comes before it (else
+    /// every `t` reports the final TTL and no token needs parsing).
     last_set: Option<usize>,
     /// The TTL as of the flags seen so far.
     now: i64,
@@ -755,12 +753,14 @@ impl TtlByFlagOrder {
             now: before,
             after,
         };
+        let first_t = flag_pos(flags, b't');
         t.last_set = flags
             .iter()
             .enumerate()
             .filter(|(_, (f, _))| t.sets(*f))
             .map(|(i, _)| i)
-            .last();
+            .last()
+            .filter(|&l| first_t.is_some_and(|f| f < l));
         t
     }
 
@@ -770,19 +770,29 @@ impl TtlByFlagOrder {
 
     /// Take in flag `i`; returns the TTL a `t` there reports.
     fn step(&mut self, sh: &Shared, i: usize, flag: u8, token: &[u8]) -> i64 {
-        if self.sets(flag) {
-            let exptime = std::str::from_utf8(token).ok().and_then(|t| t.parse().ok());
-            if let Some(e) = exptime {
-                self.now = sh.engine.ttl_for(e);
-            }
-        }
         match self.last_set {
-            Some(l) if i <= l => self.now,
+            Some(l) if i <= l => {
+                if self.sets(flag) {
+                    let exptime = std::str::from_utf8(token).ok().and_then(|t| t.parse().ok());
+                    if let Some(e) = exptime {
+                        self.now = sh.engine.ttl_for(e);
+                    }
+                }
+                self.now
+            }
             _ => self.after,
         }
     }
 }
 
+/// Where flag `c` stands among the flags (`None`: absent, which sorts before any place).
+fn flag_pos(flags: &MetaFlags<'_>, c: u8) -> Option<usize> {
+    flags.iter().position(|(f, _)| f == c)
+}
+
+/// ` t<seconds left>` for `mg`/`ma`: `-1` for no exptime, else memcached's unsigned 32-bit
+/// `exptime - current_time`, so an already-expired item (`T-1`) wraps to `t4294967235`-style
+/// values rather than printing a negative number.
 fn push_ttl(out: &mut Vec<u8>, ttl: i64) {
     line(out, b" t");
     if ttl == -1 {
@@ -974,10 +984,7 @@ fn meta_arith(
         cas: flags.compare_cas.filter(|&c| c != 0),
         vivify: flags.vivify.map(|ttl| (flags.initial.unwrap_or(0), ttl)),
         touch: flags.ttl,
-        vivify_ttl_last: {
-            let pos = |c: u8| flags.iter().position(|(f, _)| f == c);
-            flags.has(b'N') && pos(b'T') < pos(b'N')
-        },
+        vivify_ttl_last: flags.has(b'N') && flag_pos(flags, b'T') < flag_pos(flags, b'N'),
     };
     let (hits, misses) = if incr {
         (&ts.incr_hits, &ts.incr_misses)
