@@ -64,6 +64,10 @@ pub struct HashSpec {
     pub func: String,
     pub salt: Option<String>,
     pub weights: Option<Vec<f64>>,
+    /// `weights` given as an object by tag (older `WeightedRendezvous` configs).
+    pub tag_weights: Option<Vec<(String, f64)>>,
+    /// Server tags (`Rendezvous`, `WeightedRendezvous`).
+    pub tags: Option<Vec<String>>,
 }
 
 impl Default for HashSpec {
@@ -72,13 +76,16 @@ impl Default for HashSpec {
             func: DEFAULT_HASH_FUNC.to_string(),
             salt: None,
             weights: None,
+            tag_weights: None,
+            tags: None,
         }
     }
 }
 
 impl HashSpec {
-    /// Read `hash` (a name, or `{"hash_func", "salt", "weights"}`), `hash_func`, `salt`
-    /// and `weights` from a route or pool object; unset fields come from `base`.
+    /// Read `hash` (a name, or `{"hash_func", "salt", "weights", "tags"}`), `hash_func`,
+    /// `salt`, `weights` and `tags` from a route or pool object; unset fields come from
+    /// `base`.
     pub fn from_node(node: &Node<'_>, base: Option<&HashSpec>) -> Result<HashSpec, ConfigError> {
         let mut spec = base.cloned().unwrap_or_default();
         let mut apply = |obj: &Map<String, Value>, path: &str| -> Result<(), ConfigError> {
@@ -108,11 +115,31 @@ impl HashSpec {
                         )
                     }
                     "weights" => {
+                        if let Some(by_tag) = v.as_object() {
+                            let w: Option<Vec<(String, f64)>> = by_tag
+                                .iter()
+                                .map(|(t, x)| x.as_f64().map(|x| (t.clone(), x)))
+                                .collect();
+                            spec.tag_weights = Some(w.ok_or_else(|| {
+                                ConfigError::at(p, "expected numbers as the weights by tag")
+                            })?);
+                            spec.weights = None;
+                            continue;
+                        }
                         let w: Option<Vec<f64>> = v
                             .as_array()
                             .and_then(|a| a.iter().map(|x| x.as_f64()).collect());
-                        spec.weights = Some(
-                            w.ok_or_else(|| ConfigError::at(p, "expected a list of numbers"))?,
+                        spec.weights = Some(w.ok_or_else(|| {
+                            ConfigError::at(p, "expected a list of numbers (or an object by tag)")
+                        })?);
+                        spec.tag_weights = None;
+                    }
+                    "tags" => {
+                        let t: Option<Vec<String>> = v
+                            .as_array()
+                            .and_then(|a| a.iter().map(|x| x.as_str().map(String::from)).collect());
+                        spec.tags = Some(
+                            t.ok_or_else(|| ConfigError::at(p, "expected a list of strings"))?,
                         );
                     }
                     _ => {}

@@ -10,6 +10,8 @@
 //! | `WeightedCh3`  | [`weighted_ch3`]   | mcrouter `WeightedCh3HashFunc` (+ SpookyHash V2)  |
 //! | `Ketama`       | [`ketama`]         | libmemcached `MEMCACHED_BEHAVIOR_KETAMA` (pylibmc `{"ketama": True}`) |
 //! | `KetamaMd5`    | [`ketama`]         | twemproxy `ketama`+`md5`, libmemcached `KETAMA_WEIGHTED` |
+//! | `Rendezvous`   | [`rendezvous`]     | mcrouter `RendezvousHashFunc` (needs `tags`)      |
+//! | `WeightedRendezvous` | [`rendezvous`] | mcrouter `WeightedRendezvousHashFunc` (`tags`, `weights`) |
 //!
 //! A pool hashes the *routing key* ([`routing_key()`]: no `/region/cluster/` prefix,
 //! cut at `|#|`) with the pool's optional salt appended, exactly as mcrouter's
@@ -29,6 +31,7 @@
 pub mod ch3;
 pub mod crc32;
 pub mod ketama;
+pub mod rendezvous;
 pub mod routing_key;
 pub mod spooky;
 pub mod weighted_ch3;
@@ -36,6 +39,7 @@ pub mod weighted_ch3;
 pub use ch3::Ch3;
 pub use crc32::Crc32;
 pub use ketama::{Ketama, KetamaVariant};
+pub use rendezvous::Rendezvous;
 pub use routing_key::{key_without_route, routing_key, routing_prefix, HASH_STOP};
 pub use weighted_ch3::WeightedCh3;
 
@@ -43,7 +47,15 @@ pub use weighted_ch3::WeightedCh3;
 pub const DEFAULT_HASH_FUNC: &str = "Ch3";
 
 /// Names accepted by [`HashFunc::from_config`].
-pub const HASH_FUNC_NAMES: &[&str] = &["Ch3", "Crc32", "WeightedCh3", "Ketama", "KetamaMd5"];
+pub const HASH_FUNC_NAMES: &[&str] = &[
+    "Ch3",
+    "Crc32",
+    "WeightedCh3",
+    "Ketama",
+    "KetamaMd5",
+    "Rendezvous",
+    "WeightedRendezvous",
+];
 
 /// Weight given to servers that have no entry in a too-short `weights` list
 /// (mcrouter's `WeightedChHashFuncBase::parseWeights` does the same, loudly).
@@ -53,7 +65,7 @@ pub const MISSING_WEIGHT: f64 = 0.5;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HashError {
     /// The name is not one of [`HASH_FUNC_NAMES`].
-    #[error("unknown hash function {name:?}; expected one of: Ch3, Crc32, WeightedCh3, Ketama, KetamaMd5")]
+    #[error("unknown hash function {name:?}; expected one of: Ch3, Crc32, WeightedCh3, Ketama, KetamaMd5, Rendezvous, WeightedRendezvous")]
     UnknownFunction { name: String },
     /// The pool has no servers.
     #[error("{func}: the pool has no servers")]
@@ -82,6 +94,12 @@ pub enum HashError {
     /// Weights that do not fit the pool (for example not one per server).
     #[error("{func}: bad weights: {reason}")]
     BadWeights { func: &'static str, reason: String },
+    /// `Rendezvous`/`WeightedRendezvous` without `tags`, or with not one per server.
+    #[error("{func}: {reason}")]
+    BadTags { func: &'static str, reason: String },
+    /// `tags` given to a function that does not use them.
+    #[error("{func}: does not take `tags` (only Rendezvous and WeightedRendezvous do)")]
+    UnexpectedTags { func: &'static str },
     /// A server string Ketama cannot name.
     #[error("{func}: server {server:?} is not `host` or `host:port`")]
     BadServer { func: &'static str, server: String },
@@ -94,6 +112,15 @@ pub enum HashFunc {
     Crc32(Crc32),
     WeightedCh3(WeightedCh3),
     Ketama(Ketama),
+    Rendezvous(Rendezvous),
+}
+
+/// A pool's `weights`: one per server in order, or (older mcrouter `WeightedRendezvous`
+/// configs) by tag.
+#[derive(Debug, Clone, Copy)]
+pub enum Weights<'a> {
+    List(&'a [f64]),
+    ByTag(&'a [(String, f64)]),
 }
 
 impl HashFunc {
@@ -109,7 +136,39 @@ impl HashFunc {
         servers: &[S],
         weights: Option<&[f64]>,
     ) -> Result<Self, HashError> {
+        Self::from_config_tagged(name, servers, weights.map(Weights::List), None)
+    }
+
+    /// As [`HashFunc::from_config`], with the pool's `tags` (the server names the
+    /// rendezvous functions hash; required by them, one per server, and refused by the
+    /// others) and weights that may be given by tag (`WeightedRendezvous` only).
+    ///
+    /// As in mcrouter, a one-server pool needs no tags: every key goes to its server.
+    pub fn from_config_tagged<S: AsRef<str>>(
+        name: &str,
+        servers: &[S],
+        weights: Option<Weights<'_>>,
+        tags: Option<&[String]>,
+    ) -> Result<Self, HashError> {
         let n = servers.len();
+        if let "Rendezvous" | "WeightedRendezvous" = name {
+            return rendezvous_from(name, n, weights, tags);
+        }
+        if tags.is_some() {
+            return Err(HashError::UnexpectedTags {
+                func: static_name(name),
+            });
+        }
+        let weights = match weights {
+            None => None,
+            Some(Weights::List(w)) => Some(w),
+            Some(Weights::ByTag(_)) => {
+                return Err(HashError::BadWeights {
+                    func: static_name(name),
+                    reason: "weights by tag are for WeightedRendezvous; expected a list".into(),
+                })
+            }
+        };
         match name {
             "Ch3" => {
                 no_weights("Ch3", weights)?;
@@ -185,6 +244,8 @@ impl HashFunc {
                 KetamaVariant::Libmemcached => "Ketama",
                 KetamaVariant::Md5 => "KetamaMd5",
             },
+            HashFunc::Rendezvous(r) if r.is_weighted() => "WeightedRendezvous",
+            HashFunc::Rendezvous(_) => "Rendezvous",
         }
     }
 
@@ -195,6 +256,7 @@ impl HashFunc {
             HashFunc::Crc32(f) => f.len(),
             HashFunc::WeightedCh3(f) => f.len(),
             HashFunc::Ketama(f) => f.len(),
+            HashFunc::Rendezvous(f) => f.len(),
         }
     }
 
@@ -210,8 +272,102 @@ impl HashFunc {
             HashFunc::Crc32(f) => f.pick(hashable),
             HashFunc::WeightedCh3(f) => f.pick(hashable),
             HashFunc::Ketama(f) => f.pick(hashable),
+            HashFunc::Rendezvous(f) => f.pick(hashable),
         }
     }
+}
+
+/// `name` as one of [`HASH_FUNC_NAMES`] (for error values), or "hash".
+fn static_name(name: &str) -> &'static str {
+    HASH_FUNC_NAMES
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .unwrap_or("hash")
+}
+
+/// `Rendezvous` / `WeightedRendezvous` over `n` servers (mcrouter's `getTags` and the
+/// two functions' constructors).
+fn rendezvous_from(
+    name: &str,
+    n: usize,
+    weights: Option<Weights<'_>>,
+    tags: Option<&[String]>,
+) -> Result<HashFunc, HashError> {
+    let func = static_name(name);
+    let weighted = func == "WeightedRendezvous";
+    if !weighted && weights.is_some() {
+        return Err(HashError::UnexpectedWeights { func });
+    }
+    pool_size(func, n, u32::MAX as usize)?;
+    let tags: Vec<String> = match tags {
+        Some(t) if t.len() == n => t.to_vec(),
+        Some(t) => {
+            return Err(HashError::BadTags {
+                func,
+                reason: format!(
+                    "number of tags {} doesn't match number of route handles {n}",
+                    t.len()
+                ),
+            })
+        }
+        // mcrouter builds no hash function for a single server.
+        None if n == 1 => vec![String::new()],
+        None => {
+            return Err(HashError::BadTags {
+                func,
+                reason: "`tags` is required (one string per server)".into(),
+            })
+        }
+    };
+    if !weighted {
+        return Ok(HashFunc::Rendezvous(Rendezvous::new(&tags)));
+    }
+    let w: Vec<f64> = match weights {
+        None if n == 1 => vec![1.0],
+        None => {
+            return Err(HashError::BadWeights {
+                func,
+                reason: "`weights` is required (one number per server)".into(),
+            })
+        }
+        Some(Weights::List(w)) if w.len() == n => w.to_vec(),
+        Some(Weights::List(w)) => {
+            return Err(HashError::BadWeights {
+                func,
+                reason: format!(
+                    "number of weights {} doesn't match number of route handles {n}",
+                    w.len()
+                ),
+            })
+        }
+        Some(Weights::ByTag(by_tag)) => tags
+            .iter()
+            .map(|t| match by_tag.iter().find(|(k, _)| k == t) {
+                Some(&(_, w)) => w,
+                None => {
+                    tracing::error!(
+                        tag = %t,
+                        "WeightedRendezvous: no weight for this tag; using {MISSING_WEIGHT}"
+                    );
+                    MISSING_WEIGHT
+                }
+            })
+            .collect(),
+    };
+    if let Some((index, &weight)) = w
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !w.is_finite() || **w < 0.0)
+    {
+        return Err(HashError::BadWeight {
+            func,
+            index,
+            weight,
+            expected: "expected a number >= 0",
+        });
+    }
+    Ok(HashFunc::Rendezvous(Rendezvous::weighted(&tags, w)))
 }
 
 fn no_weights(func: &'static str, weights: Option<&[f64]>) -> Result<(), HashError> {

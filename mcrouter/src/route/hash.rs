@@ -4,7 +4,8 @@
 //!
 //! Config: `{"type": "HashRoute", "children": [...], "hash_func": "Ch3", "salt": "...",
 //! "weights": [...]}`; `hash` may also be an object `{"hash_func": ..., "salt": ...,
-//! "weights": ...}` as in mcrouter's PoolRoute.
+//! "weights": ...}` as in mcrouter's PoolRoute. `Rendezvous` and `WeightedRendezvous`
+//! also take `"tags": [...]`, one string per child (see [`crate::hash::rendezvous`]).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use super::{all_sync, Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError, HashSpec};
 use crate::destination::DestShared;
-use crate::hash::{HashFunc, HashSelector};
+use crate::hash::{HashFunc, HashSelector, Weights};
 use crate::request::{Op, Req};
 
 #[derive(Debug)]
@@ -52,7 +53,12 @@ impl HashRoute {
         spec: &HashSpec,
         path: &str,
     ) -> Result<Self, ConfigError> {
-        let func = HashFunc::from_config(&spec.func, names, spec.weights.as_deref())
+        let weights = match (&spec.weights, &spec.tag_weights) {
+            (Some(w), _) => Some(Weights::List(w)),
+            (None, Some(w)) => Some(Weights::ByTag(w)),
+            (None, None) => None,
+        };
+        let func = HashFunc::from_config_tagged(&spec.func, names, weights, spec.tags.as_deref())
             .map_err(|e| ConfigError::at(path.to_string(), e.to_string()))?;
         let selector = HashSelector::new(func, spec.salt.as_deref());
         Ok(HashRoute::new(label, children, selector))
@@ -149,5 +155,98 @@ mod tests {
             assert_eq!(counts, vec![308, 343, 352]);
             assert!(r.name().starts_with("PoolRoute|A (hash|Ch3"));
         });
+    }
+
+    /// Where `key`'s get goes under `config`.
+    fn server_for(config: &str, key: &str) -> String {
+        let c = crate::config::Config::parse(config, None, &Default::default()).unwrap();
+        let root: RouteRef = c.root.clone();
+        let req = crate::admin::request_for("get", key).unwrap();
+        let d = crate::route::destinations_for(&root, &req);
+        assert_eq!(d.len(), 1, "{}", crate::route::describe_path(&root, &req));
+        d[0].addr.clone()
+    }
+
+    fn build_err(config: &str) -> String {
+        crate::config::Config::parse(config, None, &Default::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn rendezvous_pools_place_keys_by_tag() {
+        // mcrouter's golden vectors over tags xxx.0.yy..xxx.2.yy: Rendezvous puts
+        // "sample" on 1, WeightedRendezvous (equal weights) on 0 and "" on 2.
+        let pool = |hash: &str| {
+            format!(
+                r#"{{"pools": {{"R": {{"servers": ["h:1", "h:2", "h:3"], {hash}}}}},
+                    "route": "PoolRoute|R"}}"#
+            )
+        };
+        let tags = r#""tags": ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"]"#;
+        let plain = pool(&format!(r#""hash": {{"hash_func": "Rendezvous", {tags}}}"#));
+        assert_eq!(server_for(&plain, "sample"), "h:2");
+        // The routing key is hashed: what follows a hash stop changes nothing.
+        assert_eq!(server_for(&plain, "sample|#|x"), "h:2");
+        let weighted = pool(&format!(
+            r#""hash": "WeightedRendezvous", "weights": [1, 1, 1], {tags}"#
+        ));
+        assert_eq!(server_for(&weighted, "sample"), "h:1");
+        assert_eq!(server_for(&weighted, "mykey"), "h:2");
+        // Weights by tag (older mcrouter configs) are the same weights.
+        let by_tag = pool(&format!(
+            r#""hash": {{"hash_func": "WeightedRendezvous", {tags},
+                "weights": {{"xxx.2.yy": 1, "xxx.0.yy": 1, "xxx.1.yy": 1}}}}"#
+        ));
+        assert_eq!(server_for(&by_tag, "sample"), "h:1");
+        // A zero weight takes no keys.
+        let zero = pool(&format!(
+            r#""hash": "WeightedRendezvous", "weights": [1, 0, 1], {tags}"#
+        ));
+        for i in 0..200 {
+            assert_ne!(server_for(&zero, &format!("k{i}")), "h:2");
+        }
+        // A HashRoute takes the same fields.
+        let route = r#"{"route": {"type": "HashRoute", "hash_func": "Rendezvous",
+            "tags": ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"],
+            "children": ["PoolRoute|P", "PoolRoute|Q", "PoolRoute|S"]},
+            "pools": {"P": {"servers": ["h:7"]}, "Q": {"servers": ["h:8"]},
+                      "S": {"servers": ["h:9"]}}}"#;
+        assert_eq!(server_for(route, "sample"), "h:8");
+    }
+
+    #[test]
+    fn rendezvous_config_errors_name_the_problem() {
+        let cfg = |hash: &str| {
+            format!(
+                r#"{{"pools": {{"R": {{"servers": ["h:1", "h:2"], {hash}}}}},
+                    "route": "PoolRoute|R"}}"#
+            )
+        };
+        let e = build_err(&cfg(r#""hash": "Rendezvous""#));
+        assert!(e.contains("Rendezvous: `tags` is required"), "{e}");
+        let e = build_err(&cfg(r#""hash": "Rendezvous", "tags": ["a"]"#));
+        assert!(
+            e.contains("number of tags 1 doesn't match number of route handles 2"),
+            "{e}"
+        );
+        let e = build_err(&cfg(r#""hash": "Rendezvous", "tags": ["a", 2]"#));
+        assert!(e.contains("tags: expected a list of strings"), "{e}");
+        let e = build_err(&cfg(
+            r#""hash": "Rendezvous", "tags": ["a", "b"], "weights": [1, 1]"#,
+        ));
+        assert!(e.contains("Rendezvous: does not take `weights`"), "{e}");
+        let e = build_err(&cfg(r#""hash": "WeightedRendezvous", "tags": ["a", "b"]"#));
+        assert!(e.contains("`weights` is required"), "{e}");
+        let e = build_err(&cfg(
+            r#""hash": "WeightedRendezvous", "tags": ["a", "b"], "weights": [1, -1]"#,
+        ));
+        assert!(e.contains("weights[1] = -1 is invalid"), "{e}");
+        let e = build_err(&cfg(r#""hash": "Ch3", "tags": ["a", "b"]"#));
+        assert!(e.contains("Ch3: does not take `tags`"), "{e}");
+        // One server needs no tags, as in mcrouter (no hash function is built there).
+        let one = r#"{"pools": {"R": {"servers": ["h:1"], "hash": "Rendezvous"}},
+            "route": "PoolRoute|R"}"#;
+        assert_eq!(server_for(one, "x"), "h:1");
     }
 }
