@@ -96,6 +96,28 @@ impl Rendezvous {
         self.tag_hashes.is_empty()
     }
 
+    /// Every server index, best first: mcrouter's `RendezvousIterator` (scores compared
+    /// as doubles, a tie going to the higher index), used by `RendezvousPolicy`.
+    pub fn rank(&self, key: &[u8]) -> Vec<usize> {
+        let key_hash = murmur_hash_64a(key, KEY_SEED);
+        let mut scored: Vec<(f64, usize)> = self
+            .tag_hashes
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let s = hash128to64(t, key_hash);
+                let score = match &self.scoring {
+                    Scoring::Raw => s as f64,
+                    Scoring::Masked => (s & FIFTY_THREE_ONES) as f64,
+                    Scoring::Weighted(w) => w[i] * (1.0 / -unit(s).ln()),
+                };
+                (score, i)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+        scored.into_iter().map(|(_, i)| i).collect()
+    }
+
     /// The server index for `key` (0 for an empty pool).
     pub fn pick(&self, key: &[u8]) -> usize {
         let key_hash = murmur_hash_64a(key, KEY_SEED);
@@ -229,6 +251,34 @@ mod tests {
         assert_eq!(moved(build, 499, 0), 19);
         assert_eq!(moved(build, 499, 498), 17);
         assert_eq!(moved(build, 499, 499 / 2), 21);
+    }
+
+    #[test]
+    fn rank_starts_with_the_pick_and_lists_every_server_once() {
+        for f in [
+            Rendezvous::new(&tags(11)),
+            Rendezvous::weighted(&tags(11), vec![2.0; 11]),
+            Rendezvous::weighted(&tags(11), (0..11).map(|i| 1.0 + i as f64).collect()),
+        ] {
+            for i in 0..300 {
+                let k = format!("key{i}");
+                let r = f.rank(k.as_bytes());
+                assert_eq!(r[0], f.pick(k.as_bytes()), "{k}");
+                let mut sorted = r.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..11).collect::<Vec<_>>());
+            }
+        }
+        // The order is the rendezvous order: removing the best server leaves the rest
+        // ranked as before, the second best now first.
+        let all = tags(9);
+        let f = Rendezvous::new(&all);
+        let r = f.rank(b"sample");
+        let rest: Vec<String> = all.iter().filter(|t| **t != all[r[0]]).cloned().collect();
+        let g = Rendezvous::new(&rest);
+        let expect: Vec<&String> = r[1..].iter().map(|&i| &all[i]).collect();
+        let got: Vec<&String> = g.rank(b"sample").iter().map(|&i| &rest[i]).collect();
+        assert_eq!(got, expect);
     }
 
     #[test]

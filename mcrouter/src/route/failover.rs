@@ -32,8 +32,13 @@
 //!   (fewest first, config order among equals), at most N children in all; a child's
 //!   count goes up with each error reply it gives and back to zero with any other
 //!   reply. mcrouter keeps these counts per proxy thread, this router per route (all
-//!   workers share them). Other policy types are a config error (mcrouter falls back
-//!   to in-order for unknown names; `RendezvousPolicy` is not implemented here).
+//!   workers share them). Or `{"type": "RendezvousPolicy"}` with the route's `"tags":
+//!   [...]` (one per child after the primary; else the policy's own `tags`): the
+//!   primary, then every other child in the rendezvous order of the routing key over
+//!   the tags (`Rendezvous`, or `WeightedRendezvous` with the policy's `weights` when
+//!   the route says `"hash": "WeightedRendezvous"`; see [`crate::hash::rendezvous`]),
+//!   skipping the primary's own destination; no error limit. Other policy types are a
+//!   config error (mcrouter falls back to in-order for unknown names).
 //! - `"failover_tag": bool` is checked and ignored (mcrouter uses it for Carbon reply
 //!   fields the text protocol does not carry).
 
@@ -46,8 +51,8 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::{destinations_for, join, Ctx, Node, Route, RouteFuture, RouteRef};
-use crate::config::{Builder, ConfigError};
-use crate::hash::{routing_key, HashFunc};
+use crate::config::{Builder, ConfigError, HashSpec};
+use crate::hash::{routing_key, HashFunc, Rendezvous, Weights};
 use crate::reply::{ErrorClass, ErrorSet, Reply};
 use crate::request::{Op, Req};
 
@@ -198,6 +203,15 @@ pub enum FailoverOrder {
         /// Per child: error replies since its last other reply.
         recent_errors: Arc<[AtomicU32]>,
     },
+    /// mcrouter's `FailoverRendezvousPolicy`: the primary, then every other child in
+    /// the rendezvous order of the routing key over their `tags`, skipping the child
+    /// that is the destination the primary sent to (mcrouter skips the child at the
+    /// position the primary pool's hash picked, which is that child when the failover
+    /// list mirrors the pool, as it does in mcrouter's own uses).
+    Rendezvous {
+        /// Over children 1.. (the primary has no tag).
+        func: Rendezvous,
+    },
 }
 
 /// `failover_policy`: which children, in what order, and how many errors to accept.
@@ -271,17 +285,27 @@ impl Picker {
                 order.sort_by_key(|&i| recent_errors[i].load(Ordering::Relaxed));
                 Picker::Ordered(order.into_iter())
             }
+            FailoverOrder::Rendezvous { func } => {
+                let skip = primary_destination_index(children, req);
+                let order: Vec<usize> = func
+                    .rank(routing_key(req.routing_key()))
+                    .into_iter()
+                    .map(|i| i + 1)
+                    .filter(|&i| Some(i) != skip)
+                    .collect();
+                Picker::Ordered(order.into_iter())
+            }
         }
     }
 
-    fn next(&mut self, policy: &FailoverPolicy, req: &Req) -> usize {
+    /// The next child to try; `None` when the policy has no more.
+    fn next(&mut self, policy: &FailoverPolicy, req: &Req) -> Option<usize> {
         match self {
             Picker::InOrder(i) => {
                 *i += 1;
-                *i
+                Some(*i)
             }
-            // The route tries at most max_tries <= children, so this never runs dry.
-            Picker::Ordered(order) => order.next().unwrap_or(0),
+            Picker::Ordered(order) => order.next(),
             Picker::Deterministic { salt, used } => {
                 let FailoverOrder::Deterministic { func, .. } = &policy.order else {
                     unreachable!("a deterministic picker has a deterministic policy")
@@ -300,7 +324,7 @@ impl Picker {
                     }
                 }
                 used[index] = true;
-                index
+                Some(index)
             }
         }
     }
@@ -423,7 +447,9 @@ impl Route for FailoverRoute {
                 if error_tries >= policy.max_error_tries {
                     break;
                 }
-                let i = picker.next(policy, &req);
+                let Some(i) = picker.next(policy, &req) else {
+                    break;
+                };
                 reply = inner.children[i].route(req.clone(), &ctx).await;
                 policy.record(i, &reply);
                 if attempt + 1 == policy.max_tries || !inner.go_on(op, &reply, &mut error_tries) {
@@ -449,6 +475,7 @@ pub const FAILOVER_POLICY_TYPES: &[&str] = &[
     "FailoverInOrderPolicy",
     "DeterministicOrderPolicy",
     "LeastFailuresPolicy",
+    "RendezvousPolicy",
 ];
 
 /// `failover_limit`: `{"rate": r, "burst": b}` (mcrouter's `FailoverRateLimiter`).
@@ -564,13 +591,17 @@ pub fn parse_failover_policy(
                 exclude_errors,
             })
         }
-        "RendezvousPolicy" => Err(n.err(
-            "type",
-            format!(
-                "{kind:?} is not supported by this router; expected one of {}",
-                FAILOVER_POLICY_TYPES.join(", ")
-            ),
-        )),
+        // mcrouter builds no policy for a single child.
+        "RendezvousPolicy" if children <= 1 => Ok(FailoverPolicy::in_order(children)),
+        "RendezvousPolicy" => Ok(FailoverPolicy {
+            order: FailoverOrder::Rendezvous {
+                func: rendezvous_policy_hash(node, &n, children)?,
+            },
+            max_tries: children,
+            max_error_tries: usize::MAX,
+            // mcrouter's policy excludes no error from its (unlimited) count.
+            exclude_errors: ErrorSet::default(),
+        }),
         other => Err(n.err(
             "type",
             format!(
@@ -578,6 +609,61 @@ pub fn parse_failover_policy(
                 FAILOVER_POLICY_TYPES.join(", ")
             ),
         )),
+    }
+}
+
+/// RendezvousPolicy's hash over children 1..: `tags` from the route (else from the
+/// policy), one per failover child; `WeightedRendezvous` with the policy's `weights` when
+/// the route says `"hash": "WeightedRendezvous"`, else `Rendezvous` (mcrouter's
+/// `makeFailoverRouteWithFailoverErrorSettings` and `FailoverRendezvousPolicy`).
+fn rendezvous_policy_hash(
+    node: &Node<'_>,
+    policy: &Node<'_>,
+    children: usize,
+) -> Result<Rendezvous, ConfigError> {
+    let (tags, tags_path) =
+        match node.field("tags") {
+            Some(t) => (t, join(&node.path, "tags")),
+            None => match policy.field("tags") {
+                Some(t) => (t, join(&policy.path, "tags")),
+                None => return Err(policy.err(
+                    "tags",
+                    "missing; RendezvousPolicy needs the route's `tags`, one per failover child",
+                )),
+            },
+        };
+    let tags: Vec<String> = tags
+        .as_array()
+        .and_then(|a| a.iter().map(|t| t.as_str().map(String::from)).collect())
+        .ok_or_else(|| ConfigError::at(tags_path.clone(), "expected a list of strings"))?;
+    let hosts = children.saturating_sub(1);
+    if tags.len() != hosts {
+        return Err(ConfigError::at(
+            tags_path,
+            format!(
+                "RendezvousPolicy: number of tags {} doesn't match number of failover children {hosts}",
+                tags.len()
+            ),
+        ));
+    }
+    let weighted =
+        matches!(node.field("hash"), Some(Value::String(h)) if h == "WeightedRendezvous");
+    let spec = HashSpec::from_node(policy, None)?;
+    let weights = match (weighted, &spec.weights, &spec.tag_weights) {
+        (false, _, _) => None,
+        (true, Some(w), _) => Some(Weights::List(w)),
+        (true, None, Some(w)) => Some(Weights::ByTag(w)),
+        (true, None, None) => None,
+    };
+    let name = if weighted {
+        "WeightedRendezvous"
+    } else {
+        "Rendezvous"
+    };
+    match HashFunc::from_config_tagged(name, &tags, weights, Some(&tags)) {
+        Ok(HashFunc::Rendezvous(r)) => Ok(r),
+        Ok(_) => unreachable!("a rendezvous name builds a rendezvous hash"),
+        Err(e) => Err(ConfigError::at(policy.path.clone(), e.to_string())),
     }
 }
 
@@ -1070,6 +1156,161 @@ mod tests {
         });
     }
 
+    const RV_TAGS: [&str; 3] = ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"];
+
+    /// Which of a primary (failing) and three hosts a `set` of `key` reaches when only
+    /// host `up` answers (`None`: none does).
+    async fn rendezvous_reached(
+        ctx: &Rc<Ctx>,
+        json: &str,
+        key: &str,
+        up: Option<usize>,
+    ) -> Vec<usize> {
+        let primary = Mock::replying("SERVER_ERROR primary\r\n");
+        let hosts: Vec<Arc<Mock>> = (0..3)
+            .map(|i| {
+                Mock::replying(if Some(i) == up {
+                    "STORED\r\n"
+                } else {
+                    "SERVER_ERROR host\r\n"
+                })
+            })
+            .collect();
+        let mut children = vec![primary.r()];
+        children.extend(hosts.iter().map(|h| h.r()));
+        let route = FailoverRoute::with_options(
+            children,
+            FailoverErrors::default(),
+            None,
+            policy(json, 4).unwrap(),
+        );
+        route
+            .route(Mock::req(&format!("set {key} 0 0 1\r\nx\r\n")), ctx)
+            .await;
+        assert_eq!(primary.count(), 1);
+        assert!(hosts.iter().all(|h| h.count() <= 1));
+        (0..3).filter(|&i| hosts[i].count() == 1).collect()
+    }
+
+    /// mcrouter's `FailoverRendezvousPolicy`: after the primary, the hosts in the
+    /// rendezvous order of the key over the route's `tags`, each once, until one answers.
+    #[test]
+    fn rendezvous_policy_tries_hosts_in_rendezvous_order() {
+        run(|ctx| async move {
+            let json = r#"{"tags": ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"],
+                "failover_policy": {"type": "RendezvousPolicy"}}"#;
+            for key in ["sample", "mykey", "k1", "k2", "k3"] {
+                let order = Rendezvous::new(&RV_TAGS).rank(key.as_bytes());
+                if key == "sample" {
+                    // mcrouter's golden pick for "sample" over these tags.
+                    assert_eq!(order[0], 1);
+                }
+                for pos in 0..3 {
+                    let mut want = order[..=pos].to_vec();
+                    want.sort_unstable();
+                    let got = rendezvous_reached(&ctx, json, key, Some(order[pos])).await;
+                    assert_eq!(got, want, "{key}: up at rank {pos}");
+                }
+                assert_eq!(rendezvous_reached(&ctx, json, key, None).await, [0, 1, 2]);
+            }
+            // The policy's own tags serve when the route has none; the route's win.
+            let own = r#"{"failover_policy": {"type": "RendezvousPolicy",
+                "tags": ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"]}}"#;
+            let both = r#"{"tags": ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"],
+                "failover_policy": {"type": "RendezvousPolicy", "tags": ["a", "b", "c"]}}"#;
+            for json in [own, both] {
+                let order = Rendezvous::new(&RV_TAGS).rank(b"mykey");
+                let got = rendezvous_reached(&ctx, json, "mykey", Some(order[0])).await;
+                assert_eq!(got, [order[0]]);
+            }
+            // WeightedRendezvous (the route's "hash"), weights from the policy: a host
+            // of weight 0 comes last.
+            let weighted = r#"{"tags": ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"],
+                "hash": "WeightedRendezvous",
+                "failover_policy": {"type": "RendezvousPolicy", "weights": [1, 0, 1]}}"#;
+            for k in 0..20 {
+                let key = format!("w{k}");
+                let got = rendezvous_reached(&ctx, weighted, &key, Some(1)).await;
+                assert_eq!(got, [0, 1, 2], "{key}");
+            }
+        });
+    }
+
+    /// The host that is the primary's own destination is not tried again.
+    #[test]
+    fn rendezvous_policy_skips_the_primarys_destination() {
+        let cfg = r#"{"pools": {"A": {"servers": ["h:1", "h:2", "h:3"]},
+                "H0": {"servers": ["h:1"]}, "H1": {"servers": ["h:2"]}, "H2": {"servers": ["h:3"]}},
+            "route": {"type": "FailoverRoute", "tags": ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"],
+                "children": ["PoolRoute|A", "PoolRoute|H0", "PoolRoute|H1", "PoolRoute|H2"],
+                "failover_policy": {"type": "RendezvousPolicy"}}}"#;
+        let c = crate::config::Config::parse(cfg, None, &Default::default()).unwrap();
+        let root: RouteRef = c.root.clone();
+        let failover = root.children_for(&Mock::req("get x\r\n"))[0].clone();
+        let children = failover.children();
+        let p = policy(
+            r#"{"tags": ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"],
+                "failover_policy": {"type": "RendezvousPolicy"}}"#,
+            4,
+        )
+        .unwrap();
+        let mut skipped = [0; 3];
+        for k in 0..60 {
+            let key = format!("k{k}");
+            let req = Mock::req(&format!("get {key}\r\n"));
+            let primary = destinations_for(&children[0], &req)[0].addr.clone();
+            let mut picker = Picker::new(&p, &children, &req);
+            let mut tried = Vec::new();
+            while let Some(i) = picker.next(&p, &req) {
+                tried.push(i);
+            }
+            let want: Vec<usize> = Rendezvous::new(&RV_TAGS)
+                .rank(key.as_bytes())
+                .into_iter()
+                .map(|i| i + 1)
+                .filter(|&i| destinations_for(&children[i], &req)[0].addr != primary)
+                .collect();
+            assert_eq!(tried, want, "{key}");
+            assert_eq!(tried.len(), 2, "{key}");
+            skipped[(1..4).find(|i| !tried.contains(i)).unwrap() - 1] += 1;
+        }
+        // Ch3 spreads the primaries, so each host is skipped for some key.
+        assert!(skipped.iter().all(|&n| n > 0), "{skipped:?}");
+    }
+
+    #[test]
+    fn rendezvous_policy_config() {
+        let e = policy(r#"{"failover_policy": {"type": "RendezvousPolicy"}}"#, 3).unwrap_err();
+        assert!(e.contains("route.failover_policy.tags: missing"), "{e}");
+        let e = policy(
+            r#"{"tags": ["a"], "failover_policy": {"type": "RendezvousPolicy"}}"#,
+            3,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("route.tags: RendezvousPolicy: number of tags 1 doesn't match number of failover children 2"),
+            "{e}"
+        );
+        let e = policy(
+            r#"{"tags": ["a", "b"], "hash": "WeightedRendezvous",
+                "failover_policy": {"type": "RendezvousPolicy"}}"#,
+            3,
+        )
+        .unwrap_err();
+        assert!(e.contains("`weights` is required"), "{e}");
+        // mcrouter's plain policy ignores weights; one child needs no policy at all.
+        let p = policy(
+            r#"{"tags": ["a", "b"], "failover_policy": {"type": "RendezvousPolicy",
+                "weights": [1, 2]}}"#,
+            3,
+        )
+        .unwrap();
+        assert!(matches!(p.order, FailoverOrder::Rendezvous { .. }));
+        assert_eq!((p.max_tries, p.max_error_tries), (3, usize::MAX));
+        let p = policy(r#"{"failover_policy": {"type": "RendezvousPolicy"}}"#, 1).unwrap();
+        assert!(matches!(p.order, FailoverOrder::InOrder));
+    }
+
     /// mcrouter's `limitRetries`: in order, `max_tries` bounds the counted errors.
     #[test]
     fn in_order_max_tries_counts_errors() {
@@ -1138,11 +1379,7 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("DeterministicOrderPolicy"), "{e}");
-        let e = err(r#"{"failover_policy": {"type": "RendezvousPolicy", "max_tries": 2}}"#);
-        assert!(
-            e.contains("route.failover_policy.type: \"RendezvousPolicy\" is not supported"),
-            "{e}"
-        );
+        assert!(e.contains("RendezvousPolicy"), "{e}");
         let e = err(r#"{"failover_policy": {"type": "LeastFailuresPolicy"}}"#);
         assert!(
             e.contains("route.failover_policy.max_tries: missing"),
