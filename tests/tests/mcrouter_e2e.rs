@@ -169,6 +169,57 @@ fn check_commands(servers: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Items each server has stored so far (`total_items`, asked directly).
+fn stored(servers: &[String]) -> Result<Vec<u64>> {
+    servers
+        .iter()
+        .map(|s| {
+            let stats = Client::connect(s.parse()?)?.stats()?;
+            Ok(stats.get("total_items").context("total_items")?.parse()?)
+        })
+        .collect()
+}
+
+/// Rendezvous hashing through the real binary puts keys where mcrouter's own tests say
+/// (`RendezvousHashTest.cpp`: `mykey:0`..`mykey:999` split 337/353/310 over the tags
+/// `xxx.0.yy`..`xxx.2.yy`), both as a pool's hash and as a FailoverRoute's
+/// `RendezvousPolicy` once the primary fails.
+#[test]
+fn rendezvous_placement_matches_mcrouters_golden_split() -> Result<()> {
+    let Some(ms) = memcacheds("rendezvous_placement_matches_mcrouters_golden_split", 3) else {
+        return Ok(());
+    };
+    let s = servers(&ms);
+    let tags = r#"["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"]"#;
+    let pool = format!(
+        r#"{{"pools": {{"A": {{"servers": ["{}", "{}", "{}"],
+            "hash": {{"hash_func": "Rendezvous", "tags": {tags}}}}}}},
+            "route": "PoolRoute|A"}}"#,
+        s[0], s[1], s[2]
+    );
+    let failover = format!(
+        r#"{{"pools": {{"H0": {{"servers": ["{}"]}}, "H1": {{"servers": ["{}"]}},
+                "H2": {{"servers": ["{}"]}}}},
+            "route": {{"type": "FailoverRoute", "tags": {tags},
+                "children": ["ErrorRoute|primary down", "PoolRoute|H0", "PoolRoute|H1",
+                             "PoolRoute|H2"],
+                "failover_policy": {{"type": "RendezvousPolicy"}}}}}}"#,
+        s[0], s[1], s[2]
+    );
+    for config in [pool, failover] {
+        let router = Router::start(&config, &[])?;
+        let mut c = router.client()?;
+        let before = stored(&s)?;
+        for i in 0..1000 {
+            assert_eq!(c.set(&format!("mykey:{i}"), "v")?, "STORED\r\n", "{config}");
+        }
+        let after = stored(&s)?;
+        let split: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        assert_eq!(split, [337, 353, 310], "{config}");
+    }
+    Ok(())
+}
+
 #[test]
 fn ten_key_multiget_is_one_request_per_server() -> Result<()> {
     let mocks: Vec<MockBackend> = (0..3)
