@@ -10,6 +10,7 @@
 //! | `WeightedCh3`  | [`weighted_ch3`]   | mcrouter `WeightedCh3HashFunc` (+ SpookyHash V2)  |
 //! | `Ketama`       | [`ketama`]         | libmemcached `MEMCACHED_BEHAVIOR_KETAMA` (pylibmc `{"ketama": True}`) |
 //! | `KetamaMd5`    | [`ketama`]         | twemproxy `ketama`+`md5`, libmemcached `KETAMA_WEIGHTED` |
+//! | `ConstShard`   | [`const_shard`]    | mcrouter `ConstShardHashFunc` (shard in the key, else Ch3) |
 //! | `Rendezvous`   | [`rendezvous`]     | mcrouter `RendezvousHashFunc` (needs `tags`)      |
 //! | `WeightedRendezvous` | [`rendezvous`] | mcrouter `WeightedRendezvousHashFunc` (`tags`, `weights`) |
 //!
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod ch3;
+pub mod const_shard;
 pub mod crc32;
 pub mod ketama;
 pub mod rendezvous;
@@ -37,6 +39,7 @@ pub mod spooky;
 pub mod weighted_ch3;
 
 pub use ch3::Ch3;
+pub use const_shard::ConstShard;
 pub use crc32::Crc32;
 pub use ketama::{Ketama, KetamaVariant};
 pub use rendezvous::Rendezvous;
@@ -53,6 +56,7 @@ pub const HASH_FUNC_NAMES: &[&str] = &[
     "WeightedCh3",
     "Ketama",
     "KetamaMd5",
+    "ConstShard",
     "Rendezvous",
     "WeightedRendezvous",
 ];
@@ -65,7 +69,7 @@ pub const MISSING_WEIGHT: f64 = 0.5;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HashError {
     /// The name is not one of [`HASH_FUNC_NAMES`].
-    #[error("unknown hash function {name:?}; expected one of: Ch3, Crc32, WeightedCh3, Ketama, KetamaMd5, Rendezvous, WeightedRendezvous")]
+    #[error("unknown hash function {name:?}; expected one of: Ch3, Crc32, WeightedCh3, Ketama, KetamaMd5, ConstShard, Rendezvous, WeightedRendezvous")]
     UnknownFunction { name: String },
     /// The pool has no servers.
     #[error("{func}: the pool has no servers")]
@@ -112,6 +116,7 @@ pub enum HashFunc {
     Crc32(Crc32),
     WeightedCh3(WeightedCh3),
     Ketama(Ketama),
+    ConstShard(ConstShard),
     Rendezvous(Rendezvous),
 }
 
@@ -174,6 +179,13 @@ impl HashFunc {
                 no_weights("Ch3", weights)?;
                 pool_size("Ch3", n, ch3::MAX_POOL_SIZE)?;
                 Ok(HashFunc::Ch3(Ch3::new(n).expect("size checked")))
+            }
+            "ConstShard" => {
+                no_weights("ConstShard", weights)?;
+                pool_size("ConstShard", n, ch3::MAX_POOL_SIZE)?;
+                Ok(HashFunc::ConstShard(
+                    ConstShard::new(n).expect("size checked"),
+                ))
             }
             "Crc32" => {
                 no_weights("Crc32", weights)?;
@@ -244,6 +256,7 @@ impl HashFunc {
                 KetamaVariant::Libmemcached => "Ketama",
                 KetamaVariant::Md5 => "KetamaMd5",
             },
+            HashFunc::ConstShard(_) => "ConstShard",
             HashFunc::Rendezvous(r) if r.is_weighted() => "WeightedRendezvous",
             HashFunc::Rendezvous(_) => "Rendezvous",
         }
@@ -256,6 +269,7 @@ impl HashFunc {
             HashFunc::Crc32(f) => f.len(),
             HashFunc::WeightedCh3(f) => f.len(),
             HashFunc::Ketama(f) => f.len(),
+            HashFunc::ConstShard(f) => f.len(),
             HashFunc::Rendezvous(f) => f.len(),
         }
     }
@@ -272,6 +286,7 @@ impl HashFunc {
             HashFunc::Crc32(f) => f.pick(hashable),
             HashFunc::WeightedCh3(f) => f.pick(hashable),
             HashFunc::Ketama(f) => f.pick(hashable),
+            HashFunc::ConstShard(f) => f.pick(hashable),
             HashFunc::Rendezvous(f) => f.pick(hashable),
         }
     }

@@ -216,6 +216,21 @@ mod tests {
     }
 
     #[test]
+    fn const_shard_pools_take_the_shard_from_the_key() {
+        let cfg = r#"{"pools": {"S": {"servers": ["h:1", "h:2", "h:3", "h:4"],
+            "hash": "ConstShard"}}, "route": "PoolRoute|S"}"#;
+        assert_eq!(server_for(cfg, "user:3:profile"), "h:4");
+        assert_eq!(server_for(cfg, "user:0:profile"), "h:1");
+        // mcrouter's Ch3 fallback for keys without a shard ("blahmeh" -> 2 of 4).
+        assert_eq!(server_for(cfg, "blahmeh"), "h:3");
+        let e = build_err(
+            r#"{"pools": {"S": {"servers": ["h:1", "h:2"], "hash": "ConstShard",
+                "weights": [1, 1]}}, "route": "PoolRoute|S"}"#,
+        );
+        assert!(e.contains("ConstShard: does not take `weights`"), "{e}");
+    }
+
+    #[test]
     fn rendezvous_config_errors_name_the_problem() {
         let cfg = |hash: &str| {
             format!(
