@@ -17,11 +17,11 @@
 //! `m - 1`, so growing a pool moves keys only onto the new servers.
 
 /// Seed of the first MurmurHash64A and of every rehash.
-const SEED: u32 = 4_193_360_111;
+pub(crate) const SEED: u32 = 4_193_360_111;
 /// Maximum number of tries for an in-range result before returning 0.
-const MAX_TRIES: u32 = 32;
+pub(crate) const MAX_TRIES: u32 = 32;
 /// Gap in bit index between the bits of one try; limits pools to `2^FURC_SHIFT`.
-const FURC_SHIFT: u32 = 23;
+pub(crate) const FURC_SHIFT: u32 = 23;
 /// Words of the bit stream kept per call; must exceed the highest word a call can
 /// touch (`MAX_TRIES * FURC_SHIFT * (FURC_SHIFT + 1) / 64` < 300).
 const FURC_CACHE_SIZE: usize = 1024;
@@ -63,7 +63,7 @@ pub fn murmur_hash_64a(key: &[u8], seed: u32) -> u64 {
 }
 
 /// MurmurHash64A of one `u64` word with seed [`SEED`] (`murmur_rehash_64A`).
-fn murmur_rehash_64a(mut k: u64) -> u64 {
+pub(crate) fn murmur_rehash_64a(mut k: u64) -> u64 {
     let mut h = u64::from(SEED) ^ 8u64.wrapping_mul(MURMUR_M);
     k = k.wrapping_mul(MURMUR_M);
     k ^= k >> MURMUR_R;

@@ -8,6 +8,7 @@
 //! | `Ch3` (default)| [`ch3`]            | mcrouter `furc_hash` (`lib/fbi/hash.c`)           |
 //! | `Crc32`        | [`crc32`]          | mcrouter `Crc32HashFunc`                          |
 //! | `WeightedCh3`  | [`weighted_ch3`]   | mcrouter `WeightedCh3HashFunc` (+ SpookyHash V2)  |
+//! | `WeightedCh4`  | [`weighted_ch4`]   | mcrouter `WeightedCh4HashFunc` (`weightedFurcHash`) |
 //! | `Ketama`       | [`ketama`]         | libmemcached `MEMCACHED_BEHAVIOR_KETAMA` (pylibmc `{"ketama": True}`) |
 //! | `KetamaMd5`    | [`ketama`]         | twemproxy `ketama`+`md5`, libmemcached `KETAMA_WEIGHTED` |
 //! | `ConstShard`   | [`const_shard`]    | mcrouter `ConstShardHashFunc` (shard in the key, else Ch3) |
@@ -37,6 +38,7 @@ pub mod rendezvous;
 pub mod routing_key;
 pub mod spooky;
 pub mod weighted_ch3;
+pub mod weighted_ch4;
 
 pub use ch3::Ch3;
 pub use const_shard::ConstShard;
@@ -45,6 +47,7 @@ pub use ketama::{Ketama, KetamaVariant};
 pub use rendezvous::Rendezvous;
 pub use routing_key::{key_without_route, routing_key, routing_prefix, HASH_STOP};
 pub use weighted_ch3::WeightedCh3;
+pub use weighted_ch4::WeightedCh4;
 
 /// Default hash function name, as in mcrouter.
 pub const DEFAULT_HASH_FUNC: &str = "Ch3";
@@ -54,6 +57,7 @@ pub const HASH_FUNC_NAMES: &[&str] = &[
     "Ch3",
     "Crc32",
     "WeightedCh3",
+    "WeightedCh4",
     "Ketama",
     "KetamaMd5",
     "ConstShard",
@@ -69,7 +73,7 @@ pub const MISSING_WEIGHT: f64 = 0.5;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HashError {
     /// The name is not one of [`HASH_FUNC_NAMES`].
-    #[error("unknown hash function {name:?}; expected one of: Ch3, Crc32, WeightedCh3, Ketama, KetamaMd5, ConstShard, Rendezvous, WeightedRendezvous")]
+    #[error("unknown hash function {name:?}; expected one of: Ch3, Crc32, WeightedCh3, WeightedCh4, Ketama, KetamaMd5, ConstShard, Rendezvous, WeightedRendezvous")]
     UnknownFunction { name: String },
     /// The pool has no servers.
     #[error("{func}: the pool has no servers")]
@@ -81,9 +85,9 @@ pub enum HashError {
         size: usize,
         max: usize,
     },
-    /// `WeightedCh3` without `weights`.
-    #[error("WeightedCh3: `weights` is required (one number in [0.0, 1.0] per server)")]
-    MissingWeights,
+    /// `WeightedCh3`/`WeightedCh4` without `weights`.
+    #[error("{func}: `weights` is required (one number in [0.0, 1.0] per server)")]
+    MissingWeights { func: &'static str },
     /// `weights` given to a function that does not use them.
     #[error("{func}: does not take `weights`")]
     UnexpectedWeights { func: &'static str },
@@ -115,6 +119,7 @@ pub enum HashFunc {
     Ch3(Ch3),
     Crc32(Crc32),
     WeightedCh3(WeightedCh3),
+    WeightedCh4(WeightedCh4),
     Ketama(Ketama),
     ConstShard(ConstShard),
     Rendezvous(Rendezvous),
@@ -132,8 +137,9 @@ impl HashFunc {
     /// Builds the function named `name` for the pool `servers` (`host:port` strings,
     /// in pool order; only Ketama reads them, the others only count them).
     ///
-    /// `weights` is required by `WeightedCh3` (each in `[0, 1]`; like mcrouter, extra
-    /// weights are ignored and missing ones become [`MISSING_WEIGHT`]) and optional
+    /// `weights` is required by `WeightedCh3` and `WeightedCh4` (each in `[0, 1]`; like
+    /// mcrouter, extra weights are ignored and missing ones become [`MISSING_WEIGHT`]),
+    /// by `WeightedRendezvous` (see [`HashFunc::from_config_tagged`]) and optional
     /// for `KetamaMd5` (positive whole numbers, one per server, like twemproxy's
     /// `host:port:weight`). The other functions refuse weights rather than ignore them.
     pub fn from_config<S: AsRef<str>>(
@@ -193,37 +199,16 @@ impl HashFunc {
                 Ok(HashFunc::Crc32(Crc32::new(n).expect("size checked")))
             }
             "WeightedCh3" => {
-                let given = weights.ok_or(HashError::MissingWeights)?;
-                pool_size("WeightedCh3", n, ch3::MAX_POOL_SIZE)?;
-                if given.len() < n {
-                    tracing::error!(
-                        weights = given.len(),
-                        servers = n,
-                        "WeightedCh3: fewer weights than servers; missing weights are set to {MISSING_WEIGHT}"
-                    );
-                }
-                let mut w: Vec<f64> = given.iter().copied().take(n).collect();
-                w.resize(n, MISSING_WEIGHT);
-                WeightedCh3::new(w)
-                    .map(HashFunc::WeightedCh3)
-                    .map_err(|e| match e {
-                        weighted_ch3::WeightsError::OutOfRange { index, weight } => {
-                            HashError::BadWeight {
-                                func: "WeightedCh3",
-                                index,
-                                weight,
-                                expected: "expected a number in [0.0, 1.0]",
-                            }
-                        }
-                        weighted_ch3::WeightsError::Empty => HashError::EmptyPool {
-                            func: "WeightedCh3",
-                        },
-                        weighted_ch3::WeightsError::TooMany(size) => HashError::PoolTooLarge {
-                            func: "WeightedCh3",
-                            size,
-                            max: ch3::MAX_POOL_SIZE,
-                        },
-                    })
+                let w = furc_weights("WeightedCh3", n, weights)?;
+                Ok(HashFunc::WeightedCh3(
+                    WeightedCh3::new(w).expect("weights checked"),
+                ))
+            }
+            "WeightedCh4" => {
+                let w = furc_weights("WeightedCh4", n, weights)?;
+                Ok(HashFunc::WeightedCh4(
+                    WeightedCh4::new(w).expect("weights checked"),
+                ))
             }
             "Ketama" => {
                 no_weights("Ketama", weights)?;
@@ -252,6 +237,7 @@ impl HashFunc {
             HashFunc::Ch3(_) => "Ch3",
             HashFunc::Crc32(_) => "Crc32",
             HashFunc::WeightedCh3(_) => "WeightedCh3",
+            HashFunc::WeightedCh4(_) => "WeightedCh4",
             HashFunc::Ketama(k) => match k.variant() {
                 KetamaVariant::Libmemcached => "Ketama",
                 KetamaVariant::Md5 => "KetamaMd5",
@@ -268,6 +254,7 @@ impl HashFunc {
             HashFunc::Ch3(f) => f.len(),
             HashFunc::Crc32(f) => f.len(),
             HashFunc::WeightedCh3(f) => f.len(),
+            HashFunc::WeightedCh4(f) => f.len(),
             HashFunc::Ketama(f) => f.len(),
             HashFunc::ConstShard(f) => f.len(),
             HashFunc::Rendezvous(f) => f.len(),
@@ -285,6 +272,7 @@ impl HashFunc {
             HashFunc::Ch3(f) => f.pick(hashable),
             HashFunc::Crc32(f) => f.pick(hashable),
             HashFunc::WeightedCh3(f) => f.pick(hashable),
+            HashFunc::WeightedCh4(f) => f.pick(hashable),
             HashFunc::Ketama(f) => f.pick(hashable),
             HashFunc::ConstShard(f) => f.pick(hashable),
             HashFunc::Rendezvous(f) => f.pick(hashable),
@@ -383,6 +371,40 @@ fn rendezvous_from(
         });
     }
     Ok(HashFunc::Rendezvous(Rendezvous::weighted(&tags, w)))
+}
+
+/// The weights of `WeightedCh3`/`WeightedCh4` over `n` servers (mcrouter's
+/// `WeightedChHashFuncBase::parseWeights`): required; extra ones are ignored and missing
+/// ones become [`MISSING_WEIGHT`] (loudly); each in `[0, 1]`.
+fn furc_weights(
+    func: &'static str,
+    n: usize,
+    weights: Option<&[f64]>,
+) -> Result<Vec<f64>, HashError> {
+    let given = weights.ok_or(HashError::MissingWeights { func })?;
+    pool_size(func, n, ch3::MAX_POOL_SIZE)?;
+    if given.len() < n {
+        tracing::error!(
+            weights = given.len(),
+            servers = n,
+            "{func}: fewer weights than servers; missing weights are set to {MISSING_WEIGHT}"
+        );
+    }
+    let mut w: Vec<f64> = given.iter().copied().take(n).collect();
+    w.resize(n, MISSING_WEIGHT);
+    if let Some((index, &weight)) = w
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !(0.0..=1.0).contains(*w))
+    {
+        return Err(HashError::BadWeight {
+            func,
+            index,
+            weight,
+            expected: "expected a number in [0.0, 1.0]",
+        });
+    }
+    Ok(w)
 }
 
 fn no_weights(func: &'static str, weights: Option<&[f64]>) -> Result<(), HashError> {

@@ -216,6 +216,32 @@ mod tests {
     }
 
     #[test]
+    fn weighted_ch4_pools_shed_a_lighter_servers_keys() {
+        let cfg = |w: &str| {
+            format!(
+                r#"{{"pools": {{"W": {{"servers": ["h:1", "h:2", "h:3"],
+                    "hash": {{"hash_func": "WeightedCh4", "weights": {w}}}}}}},
+                    "route": "PoolRoute|W"}}"#
+            )
+        };
+        // mcrouter's WeightedCh4HashFuncTest: "0".."999" over weights 1, 1, 0.7.
+        let light = cfg("[1, 1, 0.7]");
+        let mut counts = [0; 3];
+        for i in 0..1000 {
+            let s = server_for(&light, &i.to_string());
+            counts[["h:1", "h:2", "h:3"].iter().position(|x| *x == s).unwrap()] += 1;
+        }
+        assert_eq!(counts, [352, 378, 270]);
+        let e = build_err(&cfg("[1, 2, 1]"));
+        assert!(e.contains("WeightedCh4: weights[1] = 2 is invalid"), "{e}");
+        let e = build_err(
+            r#"{"pools": {"W": {"servers": ["h:1", "h:2"], "hash": "WeightedCh4"}},
+                "route": "PoolRoute|W"}"#,
+        );
+        assert!(e.contains("WeightedCh4: `weights` is required"), "{e}");
+    }
+
+    #[test]
     fn const_shard_pools_take_the_shard_from_the_key() {
         let cfg = r#"{"pools": {"S": {"servers": ["h:1", "h:2", "h:3", "h:4"],
             "hash": "ConstShard"}}, "route": "PoolRoute|S"}"#;
