@@ -293,7 +293,14 @@ impl<'r> Builder<'r> {
             obj: Some(obj),
             arg: None,
         };
-        let hash = HashSpec::from_node(&node, None)?;
+        // As mcrouter's PoolRoute: a pool's `weights` with no hash function named mean
+        // `WeightedCh3`.
+        let named = obj.contains_key("hash") || obj.contains_key("hash_func");
+        let base = (!named && obj.contains_key("weights")).then(|| HashSpec {
+            func: "WeightedCh3".into(),
+            ..HashSpec::default()
+        });
+        let hash = HashSpec::from_node(&node, base.as_ref())?;
         let leaf = LeafOptions::from_object(Some(obj), path)?;
         let routes = servers
             .iter()

@@ -241,6 +241,28 @@ mod tests {
         assert!(e.contains("WeightedCh4: `weights` is required"), "{e}");
     }
 
+    /// mcrouter's PoolRoute: a pool with `weights` and no hash function is WeightedCh3.
+    #[test]
+    fn pool_weights_alone_mean_weighted_ch3() {
+        let cfg = |hash: &str| {
+            format!(
+                r#"{{"pools": {{"P": {{"servers": ["h:1", "h:2", "h:3"], {hash}}}}},
+                    "route": "PoolRoute|P"}}"#
+            )
+        };
+        let implicit = cfg(r#""weights": [1, 0.2, 1]"#);
+        let explicit = cfg(r#""hash": "WeightedCh3", "weights": [1, 0.2, 1]"#);
+        let ch3 = cfg(r#""hash": "Ch3""#);
+        let mut moved = 0;
+        for i in 0..100 {
+            let k = format!("k{i}");
+            let s = server_for(&implicit, &k);
+            assert_eq!(s, server_for(&explicit, &k), "{k}");
+            moved += usize::from(s != server_for(&ch3, &k));
+        }
+        assert!(moved > 0);
+    }
+
     #[test]
     fn const_shard_pools_take_the_shard_from_the_key() {
         let cfg = r#"{"pools": {"S": {"servers": ["h:1", "h:2", "h:3", "h:4"],
