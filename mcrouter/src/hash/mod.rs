@@ -65,6 +65,14 @@ pub const HASH_FUNC_NAMES: &[&str] = &[
     "WeightedRendezvous",
 ];
 
+/// Whether the function named `name` reads `weights`.
+pub fn takes_weights(name: &str) -> bool {
+    matches!(
+        name,
+        "WeightedCh3" | "WeightedCh4" | "KetamaMd5" | "WeightedRendezvous"
+    )
+}
+
 /// Weight given to servers that have no entry in a too-short `weights` list
 /// (mcrouter's `WeightedChHashFuncBase::parseWeights` does the same, loudly).
 pub const MISSING_WEIGHT: f64 = 0.5;
@@ -105,9 +113,6 @@ pub enum HashError {
     /// `Rendezvous`/`WeightedRendezvous` without `tags`, or with not one per server.
     #[error("{func}: {reason}")]
     BadTags { func: &'static str, reason: String },
-    /// `tags` given to a function that does not use them.
-    #[error("{func}: does not take `tags` (only Rendezvous and WeightedRendezvous do)")]
-    UnexpectedTags { func: &'static str },
     /// A server string Ketama cannot name.
     #[error("{func}: server {server:?} is not `host` or `host:port`")]
     BadServer { func: &'static str, server: String },
@@ -151,8 +156,9 @@ impl HashFunc {
     }
 
     /// As [`HashFunc::from_config`], with the pool's `tags` (the server names the
-    /// rendezvous functions hash; required by them, one per server, and refused by the
-    /// others) and weights that may be given by tag (`WeightedRendezvous` only).
+    /// rendezvous functions hash; required by them, one per server; the other functions
+    /// ignore them, as in mcrouter, where newer configs tag every pool) and weights that
+    /// may be given by tag (`WeightedRendezvous` only).
     ///
     /// As in mcrouter, a one-server pool needs no tags: every key goes to its server.
     pub fn from_config_tagged<S: AsRef<str>>(
@@ -164,11 +170,6 @@ impl HashFunc {
         let n = servers.len();
         if let "Rendezvous" | "WeightedRendezvous" = name {
             return rendezvous_from(name, n, weights, tags);
-        }
-        if tags.is_some() {
-            return Err(HashError::UnexpectedTags {
-                func: static_name(name),
-            });
         }
         let weights = match weights {
             None => None,

@@ -261,6 +261,24 @@ mod tests {
             moved += usize::from(s != server_for(&ch3, &k));
         }
         assert!(moved > 0);
+        // A route over the weighted pool that names Ch3 ignores the pool's weights, as
+        // in mcrouter; weights the route gives a Ch3 itself are refused.
+        let over = |route: &str| {
+            format!(
+                r#"{{"pools": {{"P": {{"servers": ["h:1", "h:2", "h:3"], "weights": [1, 0.2, 1]}},
+                    "Q": {{"servers": ["h:1", "h:2", "h:3"]}}}}, "route": {route}}}"#
+            )
+        };
+        let named = over(r#"{"type": "PoolRoute", "pool": "P", "hash": "Ch3"}"#);
+        let bare = over(r#""PoolRoute|Q""#);
+        for i in 0..100 {
+            let k = format!("k{i}");
+            assert_eq!(server_for(&named, &k), server_for(&bare, &k), "{k}");
+        }
+        let e = build_err(&over(
+            r#"{"type": "PoolRoute", "pool": "P", "hash": {"hash_func": "Ch3", "weights": [1, 1, 1]}}"#,
+        ));
+        assert!(e.contains("Ch3: does not take `weights`"), "{e}");
     }
 
     #[test]
@@ -305,8 +323,15 @@ mod tests {
             r#""hash": "WeightedRendezvous", "tags": ["a", "b"], "weights": [1, -1]"#,
         ));
         assert!(e.contains("weights[1] = -1 is invalid"), "{e}");
-        let e = build_err(&cfg(r#""hash": "Ch3", "tags": ["a", "b"]"#));
-        assert!(e.contains("Ch3: does not take `tags`"), "{e}");
+        // Tags are names: the other functions ignore them (mcrouter passes a pool's
+        // tags to whatever hash function it uses).
+        let tagged = r#"{"pools": {"R": {"servers": ["h:1", "h:2"], "tags": ["a", "b"]}},
+            "route": "PoolRoute|R"}"#;
+        let plain = r#"{"pools": {"R": {"servers": ["h:1", "h:2"]}}, "route": "PoolRoute|R"}"#;
+        for i in 0..20 {
+            let k = format!("k{i}");
+            assert_eq!(server_for(tagged, &k), server_for(plain, &k));
+        }
         // One server needs no tags, as in mcrouter (no hash function is built there).
         let one = r#"{"pools": {"R": {"servers": ["h:1"], "hash": "Rendezvous"}},
             "route": "PoolRoute|R"}"#;

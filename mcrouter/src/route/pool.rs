@@ -18,9 +18,12 @@
 
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::hash::{server_names, HashRoute};
 use super::{rate_limit, shadow, Node, RouteRef};
 use crate::config::{Builder, ConfigError, HashSpec};
+use crate::hash::takes_weights;
 
 pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> {
     let (pool_name, pool_path) = match (node.arg, node.field("pool")) {
@@ -32,7 +35,21 @@ pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> 
         (None, None) => return Err(node.err("pool", "missing; expected a pool name")),
     };
     let pool = b.pool(&pool_name, &pool_path)?;
-    let spec = HashSpec::from_node(node, Some(&pool.hash))?;
+    let mut spec = HashSpec::from_node(node, Some(&pool.hash))?;
+    // As in mcrouter, the pool's weights go to whichever function the route names, and
+    // one that takes none ignores them (weights given with the function, in the route or
+    // in the pool, are checked).
+    let hash_obj = match node.field("hash") {
+        Some(Value::Object(h)) => Some(h),
+        _ => None,
+    };
+    let route_names_func = node.field("hash").is_some() || node.field("hash_func").is_some();
+    let route_weights =
+        node.field("weights").is_some() || hash_obj.is_some_and(|h| h.contains_key("weights"));
+    if route_names_func && !route_weights && !takes_weights(&spec.func) {
+        spec.weights = None;
+        spec.tag_weights = None;
+    }
     let names = server_names(&pool.routes);
     let mut destinations = pool.routes.clone();
     if let Some(v) = node.field("shadows") {
