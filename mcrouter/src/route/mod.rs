@@ -42,6 +42,7 @@ pub mod failover;
 pub mod failover_with_exptime;
 pub mod hash;
 pub mod latest;
+pub mod migrate;
 pub mod miss_failover;
 pub mod modify_exptime;
 pub mod modify_key;
@@ -361,6 +362,7 @@ pub const ROUTE_TYPES: &[&str] = &[
     "AllMajorityRoute",
     "AllFastestRoute",
     "MissFailoverRoute",
+    "MigrateRoute",
     "LatestRoute",
     "RandomRoute",
     "OperationSelectorRoute",
@@ -389,6 +391,7 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "AllMajorityRoute" => all_majority::build(node, b),
         "AllFastestRoute" => all_fastest::build(node, b),
         "MissFailoverRoute" => miss_failover::build(node, b),
+        "MigrateRoute" => migrate::build(node, b),
         "LatestRoute" => latest::build(node, b),
         "RandomRoute" => random::build(node, b),
         "OperationSelectorRoute" => operation_selector::build(node, b),
