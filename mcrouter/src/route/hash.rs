@@ -167,6 +167,17 @@ mod tests {
         d[0].addr.clone()
     }
 
+    /// A config routing to pool `P` of `servers` with the pool fields `fields`.
+    fn pool_config(servers: &[&str], fields: &str) -> String {
+        let list: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
+        format!(
+            r#"{{"pools": {{"P": {{"servers": [{}], {fields}}}}}, "route": "PoolRoute|P"}}"#,
+            list.join(", ")
+        )
+    }
+
+    const THREE: [&str; 3] = ["h:1", "h:2", "h:3"];
+
     fn build_err(config: &str) -> String {
         crate::config::Config::parse(config, None, &Default::default())
             .unwrap_err()
@@ -177,12 +188,7 @@ mod tests {
     fn rendezvous_pools_place_keys_by_tag() {
         // mcrouter's golden vectors over tags xxx.0.yy..xxx.2.yy: Rendezvous puts
         // "sample" on 1, WeightedRendezvous (equal weights) on 0 and "" on 2.
-        let pool = |hash: &str| {
-            format!(
-                r#"{{"pools": {{"R": {{"servers": ["h:1", "h:2", "h:3"], {hash}}}}},
-                    "route": "PoolRoute|R"}}"#
-            )
-        };
+        let pool = |hash: &str| pool_config(&THREE, hash);
         let tags = r#""tags": ["xxx.0.yy", "xxx.1.yy", "xxx.2.yy"]"#;
         let plain = pool(&format!(r#""hash": {{"hash_func": "Rendezvous", {tags}}}"#));
         assert_eq!(server_for(&plain, "sample"), "h:2");
@@ -218,10 +224,9 @@ mod tests {
     #[test]
     fn weighted_ch4_pools_shed_a_lighter_servers_keys() {
         let cfg = |w: &str| {
-            format!(
-                r#"{{"pools": {{"W": {{"servers": ["h:1", "h:2", "h:3"],
-                    "hash": {{"hash_func": "WeightedCh4", "weights": {w}}}}}}},
-                    "route": "PoolRoute|W"}}"#
+            pool_config(
+                &THREE,
+                &format!(r#""hash": {{"hash_func": "WeightedCh4", "weights": {w}}}"#),
             )
         };
         // mcrouter's WeightedCh4HashFuncTest: "0".."999" over weights 1, 1, 0.7.
@@ -234,22 +239,14 @@ mod tests {
         assert_eq!(counts, [352, 378, 270]);
         let e = build_err(&cfg("[1, 2, 1]"));
         assert!(e.contains("WeightedCh4: weights[1] = 2 is invalid"), "{e}");
-        let e = build_err(
-            r#"{"pools": {"W": {"servers": ["h:1", "h:2"], "hash": "WeightedCh4"}},
-                "route": "PoolRoute|W"}"#,
-        );
+        let e = build_err(&pool_config(&["h:1", "h:2"], r#""hash": "WeightedCh4""#));
         assert!(e.contains("WeightedCh4: `weights` is required"), "{e}");
     }
 
     /// mcrouter's PoolRoute: a pool with `weights` and no hash function is WeightedCh3.
     #[test]
     fn pool_weights_alone_mean_weighted_ch3() {
-        let cfg = |hash: &str| {
-            format!(
-                r#"{{"pools": {{"P": {{"servers": ["h:1", "h:2", "h:3"], {hash}}}}},
-                    "route": "PoolRoute|P"}}"#
-            )
-        };
+        let cfg = |hash: &str| pool_config(&THREE, hash);
         let implicit = cfg(r#""weights": [1, 0.2, 1]"#);
         let explicit = cfg(r#""hash": "WeightedCh3", "weights": [1, 0.2, 1]"#);
         let ch3 = cfg(r#""hash": "Ch3""#);
@@ -283,27 +280,21 @@ mod tests {
 
     #[test]
     fn const_shard_pools_take_the_shard_from_the_key() {
-        let cfg = r#"{"pools": {"S": {"servers": ["h:1", "h:2", "h:3", "h:4"],
-            "hash": "ConstShard"}}, "route": "PoolRoute|S"}"#;
+        let cfg = &pool_config(&["h:1", "h:2", "h:3", "h:4"], r#""hash": "ConstShard""#);
         assert_eq!(server_for(cfg, "user:3:profile"), "h:4");
         assert_eq!(server_for(cfg, "user:0:profile"), "h:1");
         // mcrouter's Ch3 fallback for keys without a shard ("blahmeh" -> 2 of 4).
         assert_eq!(server_for(cfg, "blahmeh"), "h:3");
-        let e = build_err(
-            r#"{"pools": {"S": {"servers": ["h:1", "h:2"], "hash": "ConstShard",
-                "weights": [1, 1]}}, "route": "PoolRoute|S"}"#,
-        );
+        let e = build_err(&pool_config(
+            &["h:1", "h:2"],
+            r#""hash": "ConstShard", "weights": [1, 1]"#,
+        ));
         assert!(e.contains("ConstShard: does not take `weights`"), "{e}");
     }
 
     #[test]
     fn rendezvous_config_errors_name_the_problem() {
-        let cfg = |hash: &str| {
-            format!(
-                r#"{{"pools": {{"R": {{"servers": ["h:1", "h:2"], {hash}}}}},
-                    "route": "PoolRoute|R"}}"#
-            )
-        };
+        let cfg = |hash: &str| pool_config(&["h:1", "h:2"], hash);
         let e = build_err(&cfg(r#""hash": "Rendezvous""#));
         assert!(e.contains("Rendezvous: `tags` is required"), "{e}");
         let e = build_err(&cfg(r#""hash": "Rendezvous", "tags": ["a"]"#));
@@ -325,16 +316,14 @@ mod tests {
         assert!(e.contains("weights[1] = -1 is invalid"), "{e}");
         // Tags are names: the other functions ignore them (mcrouter passes a pool's
         // tags to whatever hash function it uses).
-        let tagged = r#"{"pools": {"R": {"servers": ["h:1", "h:2"], "tags": ["a", "b"]}},
-            "route": "PoolRoute|R"}"#;
-        let plain = r#"{"pools": {"R": {"servers": ["h:1", "h:2"]}}, "route": "PoolRoute|R"}"#;
+        let tagged = cfg(r#""tags": ["a", "b"]"#);
+        let plain = cfg(r#""hash": "Ch3""#);
         for i in 0..20 {
             let k = format!("k{i}");
-            assert_eq!(server_for(tagged, &k), server_for(plain, &k));
+            assert_eq!(server_for(&tagged, &k), server_for(&plain, &k));
         }
         // One server needs no tags, as in mcrouter (no hash function is built there).
-        let one = r#"{"pools": {"R": {"servers": ["h:1"], "hash": "Rendezvous"}},
-            "route": "PoolRoute|R"}"#;
-        assert_eq!(server_for(one, "x"), "h:1");
+        let one = pool_config(&["h:1"], r#""hash": "Rendezvous""#);
+        assert_eq!(server_for(&one, "x"), "h:1");
     }
 }
