@@ -38,6 +38,25 @@ pub enum WeightsError {
     OutOfRange { index: usize, weight: f64 },
 }
 
+/// The weights of a furc-based weighted pool (`WeightedCh3`, `WeightedCh4`): at least
+/// one, at most [`MAX_POOL_SIZE`], each in `[0, 1]`.
+pub fn check_weights(weights: &[f64]) -> Result<(), WeightsError> {
+    if weights.is_empty() {
+        return Err(WeightsError::Empty);
+    }
+    if weights.len() > MAX_POOL_SIZE {
+        return Err(WeightsError::TooMany(weights.len()));
+    }
+    if let Some((index, &weight)) = weights
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !(0.0..=1.0).contains(*w))
+    {
+        return Err(WeightsError::OutOfRange { index, weight });
+    }
+    Ok(())
+}
+
 /// mcrouter's `WeightedCh3HashFunc`; the pool size is the number of weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightedCh3 {
@@ -47,19 +66,7 @@ pub struct WeightedCh3 {
 impl WeightedCh3 {
     /// A weighted Ch3 over `weights.len()` servers; each weight must be in `[0, 1]`.
     pub fn new(weights: Vec<f64>) -> Result<Self, WeightsError> {
-        if weights.is_empty() {
-            return Err(WeightsError::Empty);
-        }
-        if weights.len() > MAX_POOL_SIZE {
-            return Err(WeightsError::TooMany(weights.len()));
-        }
-        if let Some((index, &weight)) = weights
-            .iter()
-            .enumerate()
-            .find(|(_, w)| !(0.0..=1.0).contains(*w))
-        {
-            return Err(WeightsError::OutOfRange { index, weight });
-        }
+        check_weights(&weights)?;
         Ok(WeightedCh3 { weights })
     }
 

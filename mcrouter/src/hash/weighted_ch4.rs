@@ -9,7 +9,7 @@
 //! `WeightedCh3` it needs no second hash and no retries on key variations.
 
 use super::ch3::{murmur_hash_64a, murmur_rehash_64a, FURC_SHIFT, MAX_TRIES, SEED};
-use super::weighted_ch3::{WeightedCh3, WeightsError};
+use super::weighted_ch3::{check_weights, WeightsError};
 
 /// Walks before giving up (mcrouter's `kNumTries`).
 const NUM_TRIES: u32 = 32;
@@ -26,12 +26,10 @@ pub struct WeightedCh4 {
 
 impl WeightedCh4 {
     /// Over `weights.len()` servers; each weight must be in `[0, 1]` (the checks and
-    /// errors of [`WeightedCh3::new`]).
+    /// errors of `WeightedCh3`).
     pub fn new(weights: Vec<f64>) -> Result<Self, WeightsError> {
-        let checked = WeightedCh3::new(weights)?;
-        Ok(WeightedCh4 {
-            weights: checked.weights().to_vec(),
-        })
+        check_weights(&weights)?;
+        Ok(WeightedCh4 { weights })
     }
 
     pub fn weights(&self) -> &[f64] {
