@@ -32,6 +32,7 @@ pub mod coalesce;
 pub mod config;
 pub mod destination;
 pub mod hash;
+pub mod hostid;
 pub mod intake;
 pub mod lease;
 pub mod local;

@@ -90,6 +90,10 @@ struct Args {
     /// request under load; no effect at light load).
     #[arg(long = "no-park-yield")]
     no_park_yield: bool,
+    /// This host's id, which picks `HostIdRoute`'s child and `KeySplitRoute`'s copy
+    /// (default: a hash of the first address that is not loopback or link-local).
+    #[arg(long = "host-id")]
+    host_id: Option<u32>,
     /// More logging (-v info, -vv debug).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -114,6 +118,9 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    if let Some(id) = args.host_id {
+        mcrouter::hostid::set(id);
+    }
     let config_file = match (&args.config_file, &args.config) {
         (Some(f), _) => Some(f.clone()),
         (None, Some(c)) => match c.strip_prefix("file:") {

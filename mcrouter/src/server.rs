@@ -163,6 +163,7 @@ impl Shared {
             ("num_servers", servers.len().to_string()),
             ("num_servers_tko", tko.to_string()),
             ("num_proxies", self.opts.num_proxies.to_string()),
+            ("hostid", crate::hostid::get().to_string()),
             (
                 "config_age",
                 cfg.loaded_at

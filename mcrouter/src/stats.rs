@@ -111,6 +111,10 @@ impl Stats {
             ("intake_deletes", g(&self.intake_deletes)),
             ("intake_batches", g(&self.intake_batches)),
             (
+                "dev_null_requests",
+                crate::route::dev_null::requests().to_string(),
+            ),
+            (
                 "coalesced_requests",
                 crate::coalesce::coalesced().to_string(),
             ),

@@ -37,10 +37,13 @@ pub mod all_initial;
 pub mod all_majority;
 pub mod all_sync;
 pub mod destination;
+pub mod dev_null;
 pub mod error;
 pub mod failover;
 pub mod failover_with_exptime;
 pub mod hash;
+pub mod host_id;
+pub mod key_split;
 pub mod latest;
 pub mod migrate;
 pub mod miss_failover;
@@ -376,6 +379,10 @@ pub const ROUTE_TYPES: &[&str] = &[
     "DestinationRoute",
     "WarmUpRoute",
     "RemoteMarkerRoute",
+    "PrefixPolicyRoute",
+    "DevNullRoute",
+    "HostIdRoute",
+    "KeySplitRoute",
 ];
 
 /// Build a route of a known type.
@@ -394,7 +401,8 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "MigrateRoute" => migrate::build(node, b),
         "LatestRoute" => latest::build(node, b),
         "RandomRoute" => random::build(node, b),
-        "OperationSelectorRoute" => operation_selector::build(node, b),
+        // mcrouter's older name for the same route.
+        "OperationSelectorRoute" | "PrefixPolicyRoute" => operation_selector::build(node, b),
         "PrefixSelectorRoute" => prefix_selector::build(node, b),
         "ShadowRoute" => shadow::build(node, b),
         "ModifyKeyRoute" => modify_key::build(node, b),
@@ -405,6 +413,9 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "DestinationRoute" => destination::build(node, b),
         "WarmUpRoute" => warm_up::build(node, b),
         "RemoteMarkerRoute" => remote_marker::build(node, b),
+        "DevNullRoute" => dev_null::build(node, b),
+        "HostIdRoute" => host_id::build(node, b),
+        "KeySplitRoute" => key_split::build(node, b),
         other => Err(ConfigError::at(
             node.path.clone(),
             format!("unknown route type {other:?}"),

@@ -21,6 +21,8 @@ pub struct Mock {
     delay_ms: u64,
     count: AtomicUsize,
     seen: Mutex<Vec<Vec<u8>>>,
+    /// Replies for particular keys (others get `reply`).
+    by_key: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl Mock {
@@ -34,7 +36,15 @@ impl Mock {
             delay_ms,
             count: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
+            by_key: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Answer `reply` to requests for `key` from now on (the latest answer for a key wins).
+    pub fn answer_key(&self, key: &str, reply: &str) {
+        self.by_key
+            .lock()
+            .push((key.as_bytes().to_vec(), reply.as_bytes().to_vec()));
     }
 
     pub fn r(self: &Arc<Self>) -> RouteRef {
@@ -63,7 +73,14 @@ impl Route for Mock {
     fn route(&self, req: Req, _ctx: &Rc<Ctx>) -> RouteFuture {
         self.count.fetch_add(1, Ordering::SeqCst);
         self.seen.lock().push(req.raw().to_vec());
-        let bytes = Bytes::from(self.reply.lock().clone());
+        let keyed = self
+            .by_key
+            .lock()
+            .iter()
+            .rev()
+            .find(|(k, _)| k[..] == *req.routing_key())
+            .map(|(_, r)| r.clone());
+        let bytes = Bytes::from(keyed.unwrap_or_else(|| self.reply.lock().clone()));
         let kind = protocol::parse_response(&bytes)
             .ok()
             .flatten()
@@ -113,4 +130,28 @@ pub fn with_json_node<T>(json: &str, type_name: &str, f: impl FnOnce(&Node<'_>) 
         obj: v.as_object(),
         arg: None,
     })
+}
+
+/// Build each `(json, error)` case with `build` as a node of `type_name`: `None` must
+/// build, `Some(e)` must fail with a message containing `e`.
+pub fn check_configs(
+    type_name: &str,
+    build: fn(
+        &Node<'_>,
+        &mut crate::config::Builder,
+    ) -> Result<RouteRef, crate::config::ConfigError>,
+    cases: &[(String, Option<&str>)],
+) {
+    for (json, err) in cases {
+        let got = with_json_node(json, type_name, |n| {
+            build(n, &mut crate::config::Builder::new(&Default::default())).map(|_| ())
+        });
+        match err {
+            None => assert!(got.is_ok(), "{json}: {got:?}"),
+            Some(e) => {
+                let msg = got.expect_err(json).to_string();
+                assert!(msg.contains(e), "{json}: {msg}");
+            }
+        }
+    }
 }
