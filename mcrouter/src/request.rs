@@ -412,6 +412,11 @@ impl Req {
         }
     }
 
+    /// Whether this is a meta request with a base64 key (`b`).
+    pub fn base64_key(&self) -> bool {
+        self.decoded.is_some()
+    }
+
     /// Whether the client asked for no reply.
     pub fn noreply(&self) -> bool {
         self.noreply

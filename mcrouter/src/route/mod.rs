@@ -44,6 +44,7 @@ pub mod failover_with_exptime;
 pub mod hash;
 pub mod host_id;
 pub mod key_split;
+pub mod l1l2_cache;
 pub mod latest;
 pub mod migrate;
 pub mod miss_failover;
@@ -383,6 +384,7 @@ pub const ROUTE_TYPES: &[&str] = &[
     "DevNullRoute",
     "HostIdRoute",
     "KeySplitRoute",
+    "L1L2CacheRoute",
 ];
 
 /// Build a route of a known type.
@@ -416,6 +418,7 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "DevNullRoute" => dev_null::build(node, b),
         "HostIdRoute" => host_id::build(node, b),
         "KeySplitRoute" => key_split::build(node, b),
+        "L1L2CacheRoute" => l1l2_cache::build(node, b),
         other => Err(ConfigError::at(
             node.path.clone(),
             format!("unknown route type {other:?}"),

@@ -293,7 +293,9 @@ fn lease_set_request(key: &[u8], token: u64, item: &WarmItem, exptime: i64) -> O
     storage_request(b"lease-set ", key, head.as_bytes(), &item.data)
 }
 
-fn storage_request(cmd: &[u8], key: &[u8], head: &[u8], data: &[u8]) -> Option<Req> {
+/// `<cmd><key><head><data>\r\n` as a request (`None` when it is not a valid one, e.g. a value
+/// over the protocol limits).
+pub(crate) fn storage_request(cmd: &[u8], key: &[u8], head: &[u8], data: &[u8]) -> Option<Req> {
     let mut v = Vec::with_capacity(cmd.len() + key.len() + head.len() + data.len() + 2);
     v.extend_from_slice(cmd);
     v.extend_from_slice(key);
