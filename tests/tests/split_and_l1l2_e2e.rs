@@ -1,0 +1,185 @@
+//! `KeySplitRoute` and `L1L2CacheRoute` end to end: the real router (with `--host-id`
+//! fixing which copy of a split key this "host" uses) in front of real `memcached`
+//! servers, each server checked directly for what landed on it. Skipped, with a printed
+//! reason, when memcached is not installed.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use e2e_tests::external::{memcacheds, Memcached};
+use e2e_tests::router_support::{wait_until, Client, Router};
+
+fn servers(ms: &[Memcached]) -> Vec<String> {
+    ms.iter().map(|m| m.server_string()).collect()
+}
+
+/// Which servers hold `key`, asked directly.
+fn holders(ms: &[Memcached], key: &str) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for (i, m) in ms.iter().enumerate() {
+        if Client::connect(m.addr())?.get(key)?.is_some() {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
+fn held_anywhere(ms: &[Memcached], key: &str) -> bool {
+    !holders(ms, key).unwrap_or_default().is_empty()
+}
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[test]
+fn key_split_spreads_a_key_over_copies_by_host() -> Result<()> {
+    let Some(ms) = memcacheds("key_split_spreads_a_key_over_copies_by_host", 3) else {
+        return Ok(());
+    };
+    let s = servers(&ms);
+    let pool = format!(
+        r#""pools": {{"A": {{"servers": ["{}", "{}", "{}"]}}}}"#,
+        s[0], s[1], s[2]
+    );
+    let split = |all_sync: bool| {
+        format!(
+            r#"{{{pool}, "route": {{"type": "KeySplitRoute", "destination": "PoolRoute|A",
+                "replicas": 4, "all_sync": {all_sync}}}}}"#
+        )
+    };
+    let host3 = Router::start(&split(false), &["--host-id", "3"])?;
+    let host4 = Router::start(&split(false), &["--host-id", "4"])?;
+    let plain = Router::start(&format!(r#"{{{pool}, "route": "PoolRoute|A"}}"#), &[])?;
+    let copies = ["hot", "hot::1", "hot::2", "hot::3"];
+
+    // Host 3 writes and reads copy 3 (placed by its own key), answered under the
+    // client's key; host 4 (4 % 4 = 0) uses the key itself.
+    let mut c3 = host3.client()?;
+    assert_eq!(c3.set("hot", "from3")?, "STORED\r\n");
+    assert_eq!(holders(&ms, "hot::3")?.len(), 1);
+    assert!(!held_anywhere(&ms, "hot"));
+    assert_eq!(c3.call("get hot\r\n")?, "VALUE hot 0 5\r\nfrom3\r\nEND\r\n");
+    let mut c4 = host4.client()?;
+    assert_eq!(c4.get("hot")?, None);
+    assert_eq!(c4.set("hot", "from0")?, "STORED\r\n");
+    assert_eq!(c4.get("hot")?.as_deref(), Some("from0"));
+    assert_eq!(c3.get("hot")?.as_deref(), Some("from3"));
+    assert_eq!(
+        c3.stats()?.get("hostid").map(String::as_str),
+        Some("3"),
+        "stats shows the host id"
+    );
+
+    // A delete through any host removes every copy.
+    let mut p = plain.client()?;
+    for k in copies {
+        assert_eq!(p.set(k, "x")?, "STORED\r\n");
+    }
+    assert_eq!(c4.call("delete hot\r\n")?, "DELETED\r\n");
+    assert!(
+        wait_until(PATIENCE, || copies.iter().all(|k| !held_anywhere(&ms, k))),
+        "copies left: {:?}",
+        copies
+            .iter()
+            .filter(|k| held_anywhere(&ms, k))
+            .collect::<Vec<_>>()
+    );
+
+    // With all_sync a set writes every copy.
+    host3.rewrite_config(&split(true))?;
+    let reloaded = wait_until(PATIENCE, || {
+        c3.get("__mcrouter__.route_handles(set,hot)")
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.contains("all_sync=true"))
+    });
+    assert!(reloaded, "config reload");
+    assert_eq!(c3.set("hot", "all")?, "STORED\r\n");
+    assert!(
+        wait_until(PATIENCE, || copies.iter().all(|k| p
+            .get(k)
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("all"))),
+        "every copy set"
+    );
+    Ok(())
+}
+
+/// `mg <key> f t v` straight to a server: (flags, ttl, value), `None` on a miss.
+fn item(m: &Memcached, key: &str) -> Result<Option<(u32, i64, String)>> {
+    let r = Client::connect(m.addr())?.call(&format!("mg {key} f t v\r\n"))?;
+    if r == "EN\r\n" {
+        return Ok(None);
+    }
+    let (head, rest) = r.split_once("\r\n").context("reply line")?;
+    let mut flags = None;
+    let mut ttl = None;
+    for tok in head.split(' ').skip(2) {
+        match tok.split_at(1) {
+            ("f", v) => flags = v.parse().ok(),
+            ("t", v) => ttl = v.parse().ok(),
+            _ => {}
+        }
+    }
+    let value = rest.trim_end_matches("\r\n").to_string();
+    Ok(Some((flags.context("f")?, ttl.context("t")?, value)))
+}
+
+#[test]
+fn l1l2_cache_fills_l1_and_remembers_misses() -> Result<()> {
+    let Some(ms) = memcacheds("l1l2_cache_fills_l1_and_remembers_misses", 2) else {
+        return Ok(());
+    };
+    let (l1, l2) = (&ms[0], &ms[1]);
+    let config = format!(
+        r#"{{"pools": {{"L1": {{"servers": ["{}"]}}, "L2": {{"servers": ["{}"]}}}},
+            "route": {{"type": "L1L2CacheRoute", "l1": "PoolRoute|L1", "l2": "PoolRoute|L2",
+                "upgradingL1Exptime": 100, "ncacheExptime": 50, "ncacheUpdatePeriod": 2}}}}"#,
+        l1.server_string(),
+        l2.server_string()
+    );
+    let router = Router::start(&config, &[])?;
+    let mut c = router.client()?;
+    let mut direct_l2 = Client::connect(l2.addr())?;
+
+    // An l2 hit answers and is copied into l1 with its flags and upgradingL1Exptime.
+    direct_l2.call("set k 7 0 5\r\nvalue\r\n")?;
+    assert_eq!(c.call("get k\r\n")?, "VALUE k 7 5\r\nvalue\r\nEND\r\n");
+    assert!(wait_until(PATIENCE, || item(l1, "k")
+        .ok()
+        .flatten()
+        .is_some()));
+    let (flags, ttl, value) = item(l1, "k")?.context("k in l1")?;
+    assert_eq!((flags, value.as_str()), (7, "value"));
+    assert!((95..=100).contains(&ttl), "ttl {ttl}");
+    // Now l1 answers, even once l2 has lost the key.
+    direct_l2.call("delete k\r\n")?;
+    assert_eq!(c.get("k")?.as_deref(), Some("value"));
+
+    // An l2 miss is remembered in l1 as mcrouter writes it.
+    assert_eq!(c.get("gone")?, None);
+    assert!(wait_until(PATIENCE, || item(l1, "gone")
+        .ok()
+        .flatten()
+        .is_some()));
+    let (flags, ttl, value) = item(l1, "gone")?.context("gone in l1")?;
+    assert_eq!((flags, value.as_str()), (0x10000, "ncache"));
+    assert!((45..=50).contains(&ttl), "ttl {ttl}");
+    // While it is there the router answers misses without asking l2; every 2nd such
+    // miss re-reads l2, and once l2 has the value l1 gets it.
+    direct_l2.call("set gone 3 0 4\r\nback\r\n")?;
+    assert_eq!(c.get("gone")?, None);
+    assert_eq!(c.get("gone")?, None);
+    assert!(wait_until(PATIENCE, || item(l1, "gone")
+        .ok()
+        .flatten()
+        .is_some_and(|(_, _, v)| v == "back")));
+    assert_eq!(c.call("get gone\r\n")?, "VALUE gone 3 4\r\nback\r\nEND\r\n");
+
+    // Writes go to l1 only.
+    assert_eq!(c.set("w", "x")?, "STORED\r\n");
+    assert!(item(l1, "w")?.is_some());
+    assert!(item(l2, "w")?.is_none());
+    Ok(())
+}
