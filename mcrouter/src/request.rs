@@ -189,6 +189,8 @@ pub struct Req {
     until_mn: bool,
     /// A delete from the invalidation intake (a database tailer), not from a client.
     invalidation: bool,
+    /// A delete under an `AsynclogRoute`: spooled on failure even where the pool opted out.
+    asynclog: bool,
 }
 
 /// How a client request maps onto the router.
@@ -323,6 +325,7 @@ impl Req {
                 quiet: quiet && !until_mn,
                 until_mn,
                 invalidation: false,
+                asynclog: false,
             };
             return if op == Op::FlushAll {
                 Classified::FlushAll(req)
@@ -359,6 +362,7 @@ impl Req {
             quiet,
             until_mn: false,
             invalidation: false,
+            asynclog: false,
         };
         if op == Op::FlushAll {
             Classified::FlushAll(req)
@@ -450,6 +454,17 @@ impl Req {
         self
     }
 
+    /// Whether an `AsynclogRoute` above asked for this delete to be spooled on failure.
+    pub fn asynclog(&self) -> bool {
+        self.asynclog
+    }
+
+    /// This request marked by an `AsynclogRoute`.
+    pub fn into_asynclog(mut self) -> Req {
+        self.asynclog = true;
+        self
+    }
+
     /// Number of keys (multi-key gets may have many).
     pub fn key_count(&self) -> usize {
         if self.op.reply_until_end() {
@@ -481,6 +496,7 @@ impl Req {
             quiet: false,
             until_mn: false,
             invalidation: self.invalidation,
+            asynclog: self.asynclog,
         }
     }
 
@@ -530,6 +546,7 @@ impl Req {
             quiet: self.quiet,
             until_mn: self.until_mn,
             invalidation: self.invalidation,
+            asynclog: self.asynclog,
         }
     }
 
@@ -577,6 +594,7 @@ impl Req {
             quiet: self.quiet,
             until_mn: self.until_mn,
             invalidation: self.invalidation,
+            asynclog: self.asynclog,
         }
     }
 
@@ -611,6 +629,7 @@ impl Req {
             quiet: self.quiet,
             until_mn: self.until_mn,
             invalidation: self.invalidation,
+            asynclog: self.asynclog,
         }
     }
 

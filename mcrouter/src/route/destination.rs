@@ -231,7 +231,7 @@ impl DestinationRoute {
             ctx.coalesce.write_passed(self.dest.id, req.routing_key());
             let fut = self.send(&req, ctx);
             return match &ctx.asynclog {
-                Some(log) if self.opts.asynclog => {
+                Some(log) if self.opts.asynclog || req.asynclog() => {
                     crate::asynclog::spool_on_failure(log.clone(), &self.dest.addr, &req, fut)
                 }
                 _ => fut,

@@ -36,6 +36,7 @@ pub mod all_fastest;
 pub mod all_initial;
 pub mod all_majority;
 pub mod all_sync;
+pub mod asynclog_route;
 pub mod destination;
 pub mod dev_null;
 pub mod error;
@@ -45,7 +46,9 @@ pub mod hash;
 pub mod host_id;
 pub mod key_split;
 pub mod l1l2_cache;
+pub mod latency_injection;
 pub mod latest;
+pub mod logging;
 pub mod migrate;
 pub mod miss_failover;
 pub mod modify_exptime;
@@ -385,6 +388,9 @@ pub const ROUTE_TYPES: &[&str] = &[
     "HostIdRoute",
     "KeySplitRoute",
     "L1L2CacheRoute",
+    "AsynclogRoute",
+    "LatencyInjectionRoute",
+    "LoggingRoute",
 ];
 
 /// Build a route of a known type.
@@ -419,6 +425,9 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "HostIdRoute" => host_id::build(node, b),
         "KeySplitRoute" => key_split::build(node, b),
         "L1L2CacheRoute" => l1l2_cache::build(node, b),
+        "AsynclogRoute" => asynclog_route::build(node, b),
+        "LatencyInjectionRoute" => latency_injection::build(node, b),
+        "LoggingRoute" => logging::build(node, b),
         other => Err(ConfigError::at(
             node.path.clone(),
             format!("unknown route type {other:?}"),
