@@ -1,13 +1,14 @@
-//! `KeySplitRoute` and `L1L2CacheRoute` end to end: the real router (with `--host-id`
-//! fixing which copy of a split key this "host" uses) in front of real `memcached`
-//! servers, each server checked directly for what landed on it. Skipped, with a printed
-//! reason, when memcached is not installed.
+//! Route handles end to end: `KeySplitRoute` and `L1L2CacheRoute` through the real router
+//! (with `--host-id` fixing which copy of a split key this "host" uses) in front of real
+//! `memcached` servers, each server checked directly for what landed on it (skipped, with
+//! a printed reason, when memcached is not installed); `AsynclogRoute` spooling deletes
+//! to a server that is down.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e_tests::external::{memcacheds, Memcached};
-use e2e_tests::router_support::{wait_until, Client, Router};
+use e2e_tests::external::{free_port, memcacheds, Memcached};
+use e2e_tests::router_support::{wait_until, Client, Router, TempDir};
 
 fn servers(ms: &[Memcached]) -> Vec<String> {
     ms.iter().map(|m| m.server_string()).collect()
@@ -181,5 +182,33 @@ fn l1l2_cache_fills_l1_and_remembers_misses() -> Result<()> {
     assert_eq!(c.set("w", "x")?, "STORED\r\n");
     assert!(item(l1, "w")?.is_some());
     assert!(item(l2, "w")?.is_none());
+    Ok(())
+}
+
+/// A delete to a server that is down is spooled (and answered `NOT_FOUND`) under an
+/// `AsynclogRoute` even though its pool opted out of the asynclog; without the route the
+/// client gets the error.
+#[test]
+fn asynclog_route_spools_deletes_of_pools_that_opted_out() -> Result<()> {
+    let spool = TempDir::new("asynclog-route")?;
+    let dead = format!("127.0.0.1:{}", free_port()?);
+    let pool = format!(r#""pools": {{"A": {{"servers": ["{dead}"], "asynclog": false}}}}"#);
+    let dir = spool.path().display().to_string();
+    for (route, want, spooled) in [
+        (r#""PoolRoute|A""#, "SERVER_ERROR", 0),
+        (
+            r#"{"type": "AsynclogRoute", "name": "A", "target": "PoolRoute|A"}"#,
+            "NOT_FOUND\r\n",
+            1,
+        ),
+    ] {
+        let config = format!(r#"{{{pool}, "route": {route}}}"#);
+        let router = Router::start(&config, &["--async-dir", &dir])?;
+        let mut c = router.client()?;
+        let r = c.call("delete k\r\n")?;
+        assert!(r.starts_with(want), "{route}: {r:?}");
+        let stats = c.stats()?;
+        assert_eq!(stats["asynclog_spooled"], spooled.to_string(), "{route}");
+    }
     Ok(())
 }
