@@ -45,7 +45,7 @@ pub fn lookup(key: &[u8], shared: &Shared) -> Option<Vec<u8>> {
             let args = args.strip_suffix(')')?;
             let (op, k) = args.split_once(',')?;
             let req = request_for(op, k)?;
-            let root: RouteRef = cfg.root.clone();
+            let root: RouteRef = cfg.top.clone();
             match name {
                 "route" => destinations_for(&root, &req)
                     .iter()

@@ -468,6 +468,9 @@ pub fn normalize_server(s: &str) -> Option<String> {
 #[derive(Debug)]
 pub struct Config {
     pub root: Arc<RootRoute>,
+    /// Where requests enter: `root`, or a router-wide wrapper over it
+    /// ([`Config::with_big_values`]).
+    pub top: RouteRef,
     /// The config text as read.
     pub text: String,
     pub file: Option<PathBuf>,
@@ -477,6 +480,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// This config with big values split (`--big-value-split-threshold`) when `opts` says so.
+    pub fn with_big_values(
+        mut self,
+        opts: Option<crate::route::big_value::BigValueOptions>,
+    ) -> Config {
+        if let Some(o) = opts {
+            self.top = Arc::new(crate::route::big_value::BigValueRoute::new(self.top, o));
+        }
+        self
+    }
+
     /// Read and build the config in `path`.
     pub fn load(path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
@@ -617,8 +631,10 @@ impl Config {
                 p.servers.iter().map(|d| d.addr.clone()).collect(),
             );
         }
+        let root = Arc::new(RootRoute::new(routes));
         Ok(Config {
-            root: Arc::new(RootRoute::new(routes)),
+            top: root.clone(),
+            root,
             text: text.to_string(),
             file: None,
             loaded_at: SystemTime::now(),

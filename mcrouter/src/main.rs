@@ -90,6 +90,16 @@ struct Args {
     /// request under load; no effect at light load).
     #[arg(long = "no-park-yield")]
     no_park_yield: bool,
+    /// Store values longer than this many bytes as chunks of this size under keys of
+    /// their own, so values over a server's item size limit fit (mcrouter's option; 0: off).
+    #[arg(long = "big-value-split-threshold", default_value_t = 0)]
+    big_value_split_threshold: usize,
+    /// Chunks of a big value written or read at once (0: all).
+    #[arg(long = "big-value-batch-size", default_value_t = mcrouter::route::big_value::BigValueOptions::DEFAULT_BATCH_SIZE)]
+    big_value_batch_size: usize,
+    /// Clear the big-value flag (0x8000) in the flags of reassembled values.
+    #[arg(long = "big-value-hide-reply-flag")]
+    big_value_hide_reply_flag: bool,
     /// This host's id, which picks `HostIdRoute`'s child and `KeySplitRoute`'s copy
     /// (default: a hash of the first address that is not loopback or link-local).
     #[arg(long = "host-id")]
@@ -118,6 +128,13 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    if args.big_value_split_threshold > mcrouter::route::big_value::MAX_THRESHOLD {
+        bail!(
+            "--big-value-split-threshold {}: at most {} (a chunk is one item on a server)",
+            args.big_value_split_threshold,
+            mcrouter::route::big_value::MAX_THRESHOLD
+        );
+    }
     if let Some(id) = args.host_id {
         mcrouter::hostid::set(id);
     }
@@ -155,6 +172,13 @@ fn main() -> Result<()> {
         asynclog_max_backlog: args.asynclog_max_backlog.max(1),
         io_uring: !args.no_io_uring,
         park_yield: !args.no_park_yield,
+        big_value: (args.big_value_split_threshold > 0).then_some(
+            mcrouter::route::big_value::BigValueOptions {
+                threshold: args.big_value_split_threshold,
+                batch_size: args.big_value_batch_size,
+                hide_reply_flag: args.big_value_hide_reply_flag,
+            },
+        ),
     };
     let (router, local) = match config_file {
         Some(_) => (

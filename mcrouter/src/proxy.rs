@@ -34,7 +34,7 @@ use crate::admin;
 use crate::destination::{ReplyEnd, WorkerDests};
 use crate::reply::{quiet_suppressed, value_units, ErrorClass, Reply, ReplyKind};
 use crate::request::{Classified, LocalCmd, Op, Req, StatsGroup};
-use crate::route::{all_destinations, join_all, ready, worst, Ctx, Route, RouteFuture, RouteRef};
+use crate::route::{all_destinations, join_all, ready, worst, Ctx, RouteFuture, RouteRef};
 use crate::send_batch::{self, SendBatcher};
 use crate::server::Shared;
 use crate::stats::Stats;
@@ -211,7 +211,10 @@ async fn serve_client(
     ctx: &Rc<Ctx>,
 ) -> std::io::Result<()> {
     let (mut rd, mut wr) = stream.split();
-    let limits = Limits::default();
+    let limits = match shared.opts.big_value {
+        Some(_) => Limits::with_max_value_size(crate::route::big_value::MAX_BIG_VALUE),
+        None => Limits::default(),
+    };
     let cap = shared.opts.max_client_outstanding.max(1);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -440,7 +443,7 @@ fn dispatch(
             return Item::Now(Bytes::from(admin::reply(req.key(), shared)));
         }
         if n > 1 {
-            let root: RouteRef = shared.config.load().root.clone();
+            let root: RouteRef = shared.config.load().top.clone();
             let name = op.name();
             return Item::Later(timed(name, multi_get(req, &root, ctx, shared)));
         }
@@ -455,7 +458,7 @@ fn dispatch(
     }
     let noreply = req.noreply();
     let quiet = req.quiet();
-    let fut = timed(op.name(), shared.config.load().root.route(req, ctx));
+    let fut = timed(op.name(), shared.config.load().top.route(req, ctx));
     if noreply || quiet {
         return Item::Later(Box::pin(async move {
             let r = fut.await;

@@ -45,6 +45,8 @@ pub struct Options {
     /// Yield the CPU once before sleeping, while that keeps finding work waiting (off
     /// with `--no-park-yield`). See `proxy::park_yield`.
     pub park_yield: bool,
+    /// Split values over a threshold into chunks (`--big-value-split-threshold`).
+    pub big_value: Option<crate::route::big_value::BigValueOptions>,
 }
 
 impl Options {
@@ -55,7 +57,7 @@ impl Options {
     pub fn describe(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         format!(
-            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nmax_inflight_batches {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}",
+            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nmax_inflight_batches {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}\nbig_value_split_threshold {}\nbig_value_batch_size {}\nbig_value_hide_reply_flag {}",
             listen.join(","),
             self.num_proxies,
             self.dest.server_timeout.as_millis(),
@@ -77,6 +79,12 @@ impl Options {
                 .unwrap_or_default(),
             self.io_uring,
             self.park_yield,
+            self.big_value.map_or(0, |b| b.threshold),
+            self.big_value.map_or(
+                crate::route::big_value::BigValueOptions::DEFAULT_BATCH_SIZE,
+                |b| b.batch_size
+            ),
+            self.big_value.is_some_and(|b| b.hide_reply_flag),
         )
     }
 }
@@ -94,6 +102,7 @@ impl Default for Options {
             asynclog_max_backlog: crate::asynclog::DEFAULT_MAX_BACKLOG,
             io_uring: true,
             park_yield: true,
+            big_value: None,
         }
     }
 }
@@ -211,7 +220,8 @@ impl Shared {
         }
         match Config::load(path, &self.registry) {
             Ok(c) => {
-                self.config.store(Arc::new(c));
+                self.config
+                    .store(Arc::new(c.with_big_values(self.opts.big_value)));
                 Stats::inc(&self.stats.config_reloads);
                 self.stats
                     .config_last_success
@@ -291,7 +301,7 @@ impl Router {
         };
         let shared = Arc::new(Shared {
             asynclog,
-            config: ArcSwap::from_pointee(config),
+            config: ArcSwap::from_pointee(config.with_big_values(opts.big_value)),
             registry,
             stats: Stats::default(),
             opts,

@@ -37,6 +37,7 @@ pub mod all_initial;
 pub mod all_majority;
 pub mod all_sync;
 pub mod asynclog_route;
+pub mod big_value;
 pub mod destination;
 pub mod dev_null;
 pub mod error;
