@@ -212,3 +212,101 @@ fn asynclog_route_spools_deletes_of_pools_that_opted_out() -> Result<()> {
     }
     Ok(())
 }
+
+/// `--big-value-split-threshold`: a value three times memcached's 1 MiB item limit is
+/// stored as chunks spread over the pool and read back whole; the on-server layout is
+/// mcrouter's (an index `1-<n>-<suffix>` with flags | 0x8000, chunks `<key>:<i>:<suffix>`),
+/// so a value laid out by hand as mcrouter's own tests do reads back too; `gets` then `cas`
+/// works; deleting the key removes the value.
+#[test]
+fn big_values_are_split_over_the_pool_and_joined() -> Result<()> {
+    let Some(ms) = memcacheds("big_values_are_split_over_the_pool_and_joined", 3) else {
+        return Ok(());
+    };
+    let s = servers(&ms);
+    let pool = format!(
+        r#"{{"pools": {{"A": {{"servers": ["{}", "{}", "{}"]}}}}, "route": "PoolRoute|A"}}"#,
+        s[0], s[1], s[2]
+    );
+    let big = Router::start(
+        &pool,
+        &[
+            "--big-value-split-threshold",
+            "100000",
+            "--big-value-batch-size",
+            "4",
+        ],
+    )?;
+    let plain = Router::start(&pool, &[])?;
+    let mut c = big.client()?;
+    let mut p = plain.client()?;
+    // The route sits on top of the tree (mcrouter's test_use_big_value).
+    let handles = |c: &mut Client| -> Result<String> {
+        Ok(c.get("__mcrouter__.route_handles(get,test)")?
+            .unwrap_or_default())
+    };
+    assert_eq!(handles(&mut c)?.matches("BigValueRoute").count(), 1);
+    assert_eq!(handles(&mut p)?.matches("BigValueRoute").count(), 0);
+
+    let value: String = (0..3_000_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let set = format!("set big 7 0 {}\r\n{value}\r\n", value.len());
+    assert!(
+        p.call(&set)?.starts_with("SERVER_ERROR"),
+        "too large without the option"
+    );
+    assert_eq!(c.call(&set)?, "STORED\r\n");
+    let want = format!(
+        "VALUE big {} {}\r\n{value}\r\nEND\r\n",
+        7 | 0x8000,
+        value.len()
+    );
+    assert!(c.call("get big\r\n")? == want, "the value reads back whole");
+
+    // On the servers: the index and 30 chunks, spread over all three.
+    let index = p.call("get big\r\n")?;
+    let (head, rest) = index.split_once("\r\n").context("index")?;
+    assert!(head.starts_with("VALUE big 32775 "), "{head}");
+    let info = rest.trim_end_matches("\r\nEND\r\n");
+    let parts: Vec<&str> = info.split('-').collect();
+    assert_eq!(parts[..2], ["1", "30"], "{info}");
+    let mut per_server = [0usize; 3];
+    for i in 0..30 {
+        let k = format!("big:{i}:{}", parts[2]);
+        let h = holders(&ms, &k)?;
+        assert_eq!(h.len(), 1, "{k}");
+        per_server[h[0]] += 1;
+    }
+    assert!(per_server.iter().all(|&n| n > 0), "{per_server:?}");
+
+    // mcrouter's test_bigvalue.py layout, written by hand, reads back.
+    let a = "a".repeat(100_001);
+    p.call("set key 32768 0 8\r\n1-2-1234\r\n")?;
+    p.call(&format!(
+        "set key:0:1234 0 0 100000\r\n{}\r\n",
+        &a[..100_000]
+    ))?;
+    p.call("set key:1:1234 0 0 1\r\na\r\n")?;
+    assert_eq!(c.get("key")?.as_deref(), Some(a.as_str()));
+    // A lost chunk makes it a miss.
+    p.call("delete key:1:1234\r\n")?;
+    assert_eq!(c.get("key")?, None);
+
+    // gets answers the index's CAS unique, which a cas of a new big value matches.
+    let r = c.call("gets big\r\n")?;
+    let cas: u64 = r
+        .split("\r\n")
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .context("cas")?
+        .parse()?;
+    let v2 = "z".repeat(250_000);
+    let cas_req = format!("cas big 1 0 {} {cas}\r\n{v2}\r\n", v2.len());
+    assert_eq!(c.call(&cas_req)?, "STORED\r\n");
+    assert_eq!(c.call(&cas_req)?, "EXISTS\r\n");
+    assert_eq!(c.get("big")?.as_deref(), Some(v2.as_str()));
+    assert_eq!(c.call("delete big\r\n")?, "DELETED\r\n");
+    assert_eq!(c.get("big")?, None);
+    Ok(())
+}
