@@ -136,15 +136,33 @@ fn too_long() -> Reply {
 }
 
 /// The parts of a `VALUE` reply.
-struct Hit<'a> {
-    key: &'a [u8],
-    flags: u32,
-    cas: Option<u64>,
-    data: &'a [u8],
+pub(crate) struct Hit<'a> {
+    pub key: &'a [u8],
+    pub flags: u32,
+    pub cas: Option<u64>,
+    pub data: &'a [u8],
+}
+
+/// `VALUE <key> <flags> <len> [<cas>]`, the data and `END`, as a hit.
+pub(crate) fn value_reply(key: &[u8], flags: u32, cas: Option<u64>, data: &[u8]) -> Reply {
+    let mut out = Vec::with_capacity(data.len() + key.len() + 48);
+    out.extend_from_slice(b"VALUE ");
+    out.extend_from_slice(key);
+    out.extend_from_slice(format!(" {flags} {}", data.len()).as_bytes());
+    if let Some(cas) = cas {
+        out.extend_from_slice(format!(" {cas}").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\nEND\r\n");
+    Reply {
+        kind: ReplyKind::Hit,
+        bytes: Bytes::from(out),
+    }
 }
 
 /// A hit's `VALUE` line and data.
-fn value_of(reply: &Reply) -> Option<Hit<'_>> {
+pub(crate) fn value_of(reply: &Reply) -> Option<Hit<'_>> {
     match protocol::parse_response(&reply.bytes).ok()??.0 {
         Response::Value {
             key,
@@ -407,20 +425,7 @@ impl Assembly {
                 }
             });
         }
-        let mut out = Vec::with_capacity(data.len() + self.reply_key.len() + 48);
-        out.extend_from_slice(b"VALUE ");
-        out.extend_from_slice(&self.reply_key);
-        out.extend_from_slice(format!(" {} {}", self.flags, data.len()).as_bytes());
-        if let Some(cas) = self.cas {
-            out.extend_from_slice(format!(" {cas}").as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&data);
-        out.extend_from_slice(b"\r\nEND\r\n");
-        Ok(Reply {
-            kind: ReplyKind::Hit,
-            bytes: Bytes::from(out),
-        })
+        Ok(value_reply(&self.reply_key, self.flags, self.cas, &data))
     }
 }
 

@@ -279,21 +279,7 @@ pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{check_configs, run, Mock};
-
-    fn seen(m: &Mock) -> Vec<String> {
-        m.seen()
-            .iter()
-            .map(|r| String::from_utf8_lossy(r).into_owned())
-            .collect()
-    }
-
-    /// Let the background l1 writes run.
-    async fn settle() {
-        for _ in 0..4 {
-            tokio::task::yield_now().await;
-        }
-    }
+    use crate::route::testing::{check_configs, run, seen, settle, Mock};
 
     #[test]
     fn l1_hits_answer_and_l2_hits_fill_l1() {

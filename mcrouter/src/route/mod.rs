@@ -47,6 +47,7 @@ pub mod hash;
 pub mod host_id;
 pub mod key_split;
 pub mod l1l2_cache;
+pub mod l1l2_size_split;
 pub mod latency_injection;
 pub mod latest;
 pub mod logging;
@@ -392,6 +393,7 @@ pub const ROUTE_TYPES: &[&str] = &[
     "AsynclogRoute",
     "LatencyInjectionRoute",
     "LoggingRoute",
+    "L1L2SizeSplitRoute",
 ];
 
 /// Build a route of a known type.
@@ -429,6 +431,7 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "AsynclogRoute" => asynclog_route::build(node, b),
         "LatencyInjectionRoute" => latency_injection::build(node, b),
         "LoggingRoute" => logging::build(node, b),
+        "L1L2SizeSplitRoute" => l1l2_size_split::build(node, b),
         other => Err(ConfigError::at(
             node.path.clone(),
             format!("unknown route type {other:?}"),

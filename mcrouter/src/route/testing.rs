@@ -155,3 +155,18 @@ pub fn check_configs(
         }
     }
 }
+
+/// The requests `m` received, as text.
+pub fn seen(m: &Mock) -> Vec<String> {
+    m.seen()
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect()
+}
+
+/// Let tasks spawned in the background (requests not waited for) run.
+pub async fn settle() {
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
