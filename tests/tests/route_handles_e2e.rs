@@ -310,3 +310,44 @@ fn big_values_are_split_over_the_pool_and_joined() -> Result<()> {
     assert_eq!(c.get("big")?, None);
     Ok(())
 }
+
+/// `L1L2SizeSplitRoute` (mcrouter's test_basic.py cases, threshold 8 there, 100 here):
+/// a small value lives in l1 only; a big one in l2, with an empty sentinel flagged 0x20 in
+/// l1, and reads back whole; a sentinel whose l2 value is gone reads as a miss and is
+/// removed from l1.
+#[test]
+fn l1l2_size_split_keeps_big_values_in_l2() -> Result<()> {
+    let Some(ms) = memcacheds("l1l2_size_split_keeps_big_values_in_l2", 2) else {
+        return Ok(());
+    };
+    let (l1, l2) = (&ms[0], &ms[1]);
+    let config = format!(
+        r#"{{"pools": {{"L1": {{"servers": ["{}"]}}, "L2": {{"servers": ["{}"]}}}},
+            "route": {{"type": "L1L2SizeSplitRoute", "l1": "PoolRoute|L1",
+                "l2": "PoolRoute|L2", "threshold": 100}}}}"#,
+        l1.server_string(),
+        l2.server_string()
+    );
+    let router = Router::start(&config, &[])?;
+    let mut c = router.client()?;
+    assert_eq!(c.set("small", "value1")?, "STORED\r\n");
+    assert_eq!(item(l1, "small")?.map(|i| i.2), Some("value1".to_string()));
+    assert!(item(l2, "small")?.is_none());
+
+    let big = "foo".repeat(200);
+    assert_eq!(
+        c.call(&format!("set big 5 0 600\r\n{big}\r\n"))?,
+        "STORED\r\n"
+    );
+    assert_eq!(item(l1, "big")?, Some((5 | 0x20, -1, String::new())));
+    assert_eq!(item(l2, "big")?, Some((5, -1, big.clone())));
+    assert_eq!(
+        c.call("get big\r\n")?,
+        format!("VALUE big 5 600\r\n{big}\r\nEND\r\n")
+    );
+
+    Client::connect(l2.addr())?.call("delete big\r\n")?;
+    assert_eq!(c.get("big")?, None);
+    assert!(item(l1, "big")?.is_none(), "the sentinel is removed");
+    Ok(())
+}
