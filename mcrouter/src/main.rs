@@ -100,6 +100,19 @@ struct Args {
     /// Clear the big-value flag (0x8000) in the flags of reassembled values.
     #[arg(long = "big-value-hide-reply-flag")]
     big_value_hide_reply_flag: bool,
+    /// Answer a get whose server failed (down, timeout, error) with a miss, as mcrouter
+    /// does by default. Without it the client gets the error (`SERVER_ERROR ...`).
+    #[arg(
+        long = "miss-on-get-errors",
+        overrides_with = "disable_miss_on_get_errors"
+    )]
+    miss_on_get_errors: bool,
+    /// Answer such gets with the error (the default; mcrouter's flag of the same name).
+    #[arg(
+        long = "disable-miss-on-get-errors",
+        overrides_with = "miss_on_get_errors"
+    )]
+    disable_miss_on_get_errors: bool,
     /// This host's id, which picks `HostIdRoute`'s child and `KeySplitRoute`'s copy
     /// (default: a hash of the first address that is not loopback or link-local).
     #[arg(long = "host-id")]
@@ -172,6 +185,7 @@ fn main() -> Result<()> {
         asynclog_max_backlog: args.asynclog_max_backlog.max(1),
         io_uring: !args.no_io_uring,
         park_yield: !args.no_park_yield,
+        miss_on_get_errors: args.miss_on_get_errors,
         big_value: (args.big_value_split_threshold > 0).then_some(
             mcrouter::route::big_value::BigValueOptions {
                 threshold: args.big_value_split_threshold,

@@ -458,7 +458,17 @@ fn dispatch(
     }
     let noreply = req.noreply();
     let quiet = req.quiet();
-    let fut = timed(op.name(), shared.config.load().top.route(req, ctx));
+    let mut fut = timed(op.name(), shared.config.load().top.route(req, ctx));
+    if shared.opts.miss_on_get_errors && op.is_get() {
+        fut = Box::pin(async move {
+            let r = fut.await;
+            if r.is_error() {
+                Reply::default_for_op(op)
+            } else {
+                r
+            }
+        });
+    }
     if noreply || quiet {
         return Item::Later(Box::pin(async move {
             let r = fut.await;
@@ -613,9 +623,10 @@ pub fn multi_get(req: Req, root: &RouteRef, ctx: &Rc<Ctx>, shared: &Arc<Shared>)
             (s, s + k.len())
         })
         .collect();
+    let miss_on_errors = shared.opts.miss_on_get_errors;
     Box::pin(async move {
         let replies = join_all(parts).await;
-        assemble(&req, &key_ranges, &assign, replies)
+        assemble(&req, &key_ranges, &assign, replies, miss_on_errors)
     })
 }
 
@@ -630,16 +641,22 @@ fn error_only(reply: &Reply) -> Reply {
     }
 }
 
+/// `miss_on_errors` (`--miss-on-get-errors`): a failed part's keys are misses (the
+/// values it sent before failing still count).
 fn assemble(
     req: &Req,
     key_ranges: &[(usize, usize)],
     assign: &[usize],
     replies: Vec<Reply>,
+    miss_on_errors: bool,
 ) -> Reply {
     // mcrouter (MultiOpParent): when any part of a multi-key get fails, the whole reply
     // is that error alone, no values and no END, so a failed key never looks like a miss.
+    // With miss_on_get_errors mcrouter's RootRoute has made each failed key a miss first.
     if let Some(err) = replies.iter().find(|r| r.is_error()) {
-        return error_only(err);
+        if !miss_on_errors {
+            return error_only(err);
+        }
     }
     let values: Vec<_> = replies.iter().map(|r| value_units(&r.bytes)).collect();
     let mut cursor = vec![0usize; replies.len()];
@@ -781,7 +798,7 @@ mod tests {
             kind: ReplyKind::Hit,
             bytes: Bytes::from_static(b"VALUE c 0 1\r\n3\r\nEND\r\n"),
         };
-        let r = assemble(&req, &ranges, &[0, 1, 1, 0], vec![p0, p1]);
+        let r = assemble(&req, &ranges, &[0, 1, 1, 0], vec![p0, p1], false);
         assert_eq!(
             &r.bytes[..],
             b"VALUE a 0 1\r\n1\r\nVALUE c 0 1\r\n3\r\nVALUE a 0 1\r\n1\r\nEND\r\n"
@@ -797,7 +814,13 @@ mod tests {
             bytes: Bytes::from_static(b"VALUE a 0 1\r\n1\r\nEND\r\n"),
         };
         let dead = Reply::error(ErrorClass::ConnectError, "mcrouter: connect error");
-        let r = assemble(&req, &ranges, &[0, 1, 1], vec![hit.clone(), dead]);
+        let r = assemble(
+            &req,
+            &ranges,
+            &[0, 1, 1],
+            vec![hit.clone(), dead.clone()],
+            false,
+        );
         assert_eq!(&r.bytes[..], b"SERVER_ERROR mcrouter: connect error\r\n");
         assert_eq!(r.error_class(), Some(ErrorClass::ConnectError));
         // A backend that sent values before failing: only its error line.
@@ -805,7 +828,21 @@ mod tests {
             kind: ReplyKind::Error(ErrorClass::RemoteError),
             bytes: Bytes::from_static(b"VALUE b 0 1\r\n2\r\nSERVER_ERROR out of memory\r\n"),
         };
-        let r = assemble(&req, &ranges, &[0, 1, 1], vec![hit, partial]);
+        let r = assemble(
+            &req,
+            &ranges,
+            &[0, 1, 1],
+            vec![hit.clone(), partial.clone()],
+            false,
+        );
         assert_eq!(&r.bytes[..], b"SERVER_ERROR out of memory\r\n");
+        // --miss-on-get-errors: the failed keys are misses, values sent before count.
+        let r = assemble(&req, &ranges, &[0, 1, 1], vec![hit.clone(), dead], true);
+        assert_eq!(&r.bytes[..], b"VALUE a 0 1\r\n1\r\nEND\r\n");
+        let r = assemble(&req, &ranges, &[0, 1, 1], vec![hit, partial], true);
+        assert_eq!(
+            &r.bytes[..],
+            b"VALUE a 0 1\r\n1\r\nVALUE b 0 1\r\n2\r\nEND\r\n"
+        );
     }
 }

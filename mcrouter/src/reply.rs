@@ -201,7 +201,12 @@ impl Reply {
     /// mcrouter's "default reply" for an operation: what `NullRoute` answers and what
     /// asynchronous routes return without waiting (a miss, `NOT_STORED`, `NOT_FOUND`, ...).
     pub fn default_for(req: &Req) -> Reply {
-        let (kind, bytes): (ReplyKind, &'static [u8]) = match req.op() {
+        Self::default_for_op(req.op())
+    }
+
+    /// [`Reply::default_for`] by operation.
+    pub fn default_for_op(op: Op) -> Reply {
+        let (kind, bytes): (ReplyKind, &'static [u8]) = match op {
             Op::Get | Op::Gets | Op::Gat | Op::Gats => (ReplyKind::Miss, b"END\r\n"),
             Op::MetaGet => (ReplyKind::Miss, b"EN\r\n"),
             Op::MetaDebug => (ReplyKind::Miss, b"EN\r\n"),

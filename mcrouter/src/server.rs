@@ -45,6 +45,9 @@ pub struct Options {
     /// Yield the CPU once before sleeping, while that keeps finding work waiting (off
     /// with `--no-park-yield`). See `proxy::park_yield`.
     pub park_yield: bool,
+    /// Answer a get whose backend failed with a miss, as mcrouter does by default
+    /// (`--miss-on-get-errors`; off: the error, as the issue and twemproxy do).
+    pub miss_on_get_errors: bool,
     /// Split values over a threshold into chunks (`--big-value-split-threshold`).
     pub big_value: Option<crate::route::big_value::BigValueOptions>,
 }
@@ -57,7 +60,7 @@ impl Options {
     pub fn describe(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         format!(
-            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nmax_inflight_batches {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}\nbig_value_split_threshold {}\nbig_value_batch_size {}\nbig_value_hide_reply_flag {}",
+            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nmax_inflight_batches {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}\nbig_value_split_threshold {}\nbig_value_batch_size {}\nbig_value_hide_reply_flag {}\nmiss_on_get_errors {}",
             listen.join(","),
             self.num_proxies,
             self.dest.server_timeout.as_millis(),
@@ -85,6 +88,7 @@ impl Options {
                 |b| b.batch_size
             ),
             self.big_value.is_some_and(|b| b.hide_reply_flag),
+            self.miss_on_get_errors,
         )
     }
 }
@@ -103,6 +107,7 @@ impl Default for Options {
             io_uring: true,
             park_yield: true,
             big_value: None,
+            miss_on_get_errors: false,
         }
     }
 }

@@ -351,3 +351,35 @@ fn l1l2_size_split_keeps_big_values_in_l2() -> Result<()> {
     assert!(item(l1, "big")?.is_none(), "the sentinel is removed");
     Ok(())
 }
+
+/// `--miss-on-get-errors` (mcrouter's default, RootRoute): a get whose server is down is
+/// a miss, also inside a multi-get whose other keys hit; writes still get the error.
+/// Without the flag the client gets the error.
+#[test]
+fn miss_on_get_errors_turns_failed_gets_into_misses() -> Result<()> {
+    let Some(ms) = memcacheds("miss_on_get_errors_turns_failed_gets_into_misses", 1) else {
+        return Ok(());
+    };
+    let dead = format!("127.0.0.1:{}", free_port()?);
+    let config = format!(
+        r#"{{"pools": {{"Up": {{"servers": ["{}"]}}, "Down": {{"servers": ["{dead}"]}}}},
+            "route": {{"type": "PrefixSelectorRoute", "policies": {{"d:": "PoolRoute|Down"}},
+                "wildcard": "PoolRoute|Up"}}}}"#,
+        ms[0].server_string()
+    );
+    let on = Router::start(&config, &["--miss-on-get-errors"])?;
+    let off = Router::start(&config, &[])?;
+    let mut c = on.client()?;
+    assert_eq!(c.set("u:1", "one")?, "STORED\r\n");
+    assert_eq!(c.call("get d:1\r\n")?, "END\r\n");
+    assert_eq!(c.call("mg d:1 v\r\n")?, "EN\r\n");
+    assert_eq!(
+        c.call("get u:1 d:1 u:2\r\n")?,
+        "VALUE u:1 0 3\r\none\r\nEND\r\n"
+    );
+    assert!(c.set("d:1", "x")?.starts_with("SERVER_ERROR"));
+    let mut e = off.client()?;
+    assert!(e.call("get d:1\r\n")?.starts_with("SERVER_ERROR"));
+    assert!(e.call("get u:1 d:1\r\n")?.starts_with("SERVER_ERROR"));
+    Ok(())
+}
