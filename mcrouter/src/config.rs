@@ -491,6 +491,29 @@ impl Config {
         self
     }
 
+    /// This config with `-R` as its default route and `--send-invalid-route-to-default`
+    /// (see [`RootRoute::with_options`]); call before [`Config::with_big_values`].
+    pub fn with_route_options(
+        mut self,
+        prefix: Option<&str>,
+        invalid_to_default: bool,
+    ) -> Result<Config, ConfigError> {
+        if prefix.is_none() && !invalid_to_default {
+            return Ok(self);
+        }
+        let root = self
+            .root
+            .with_options(prefix, invalid_to_default)
+            .map_err(|msg| ConfigError {
+                file: self.file.as_ref().map(|f| f.display().to_string()),
+                path: "routes".into(),
+                msg,
+            })?;
+        self.root = Arc::new(root);
+        self.top = self.root.clone();
+        Ok(self)
+    }
+
     /// Read and build the config in `path`.
     pub fn load(path: &Path, registry: &Registry) -> Result<Config, ConfigError> {
         let name = path.display().to_string();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use mcrouter::config::Config;
 use mcrouter::destination::DestOptions;
 use mcrouter::server::{Options, Router};
 
@@ -28,20 +29,40 @@ struct Args {
     /// Route config file (mcrouter JSON). Without one, runs the local tier.
     #[arg(long = "config-file", short = 'f')]
     config_file: Option<PathBuf>,
-    /// Config source as `file:PATH` (mcrouter's --config).
+    /// Config source, as mcrouter's --config: `file:PATH`, or the JSON itself.
     #[arg(long = "config")]
     config: Option<String>,
-    /// Port to listen on (repeatable; 0 picks a free one).
-    #[arg(short = 'p', long = "port")]
+    /// The config as JSON text (mcrouter's --config-str; not reloaded).
+    #[arg(long = "config-str")]
+    config_str: Option<String>,
+    /// Check the config (and -R) and exit: 0 when it loads, 3 when not.
+    #[arg(long = "validate-config")]
+    validate_config: bool,
+    /// Default routing prefix `/region/cluster/` (mcrouter's -R): with `routes`, the
+    /// alias that serves keys without a prefix; must be one of the config's aliases.
+    #[arg(short = 'R', long = "route-prefix")]
+    route_prefix: Option<String>,
+    /// Send keys whose `/region/cluster/` prefix no alias has to the default route
+    /// instead of answering an error.
+    #[arg(long = "send-invalid-route-to-default")]
+    send_invalid_route_to_default: bool,
+    /// Port to listen on (repeatable or comma-separated; 0 picks a free one).
+    #[arg(short = 'p', long = "port", value_delimiter = ',')]
     port: Vec<u16>,
-    /// Address to listen on.
-    #[arg(long = "listen-address", default_value = "127.0.0.1")]
-    listen_address: IpAddr,
+    /// Address(es) to listen on (repeatable or comma-separated; mcrouter's
+    /// --listen-addresses).
+    #[arg(
+        long = "listen-address",
+        alias = "listen-addresses",
+        value_delimiter = ',',
+        default_value = "127.0.0.1"
+    )]
+    listen_address: Vec<IpAddr>,
     /// Worker threads.
     #[arg(long = "num-proxies", default_value_t = Options::DEFAULT_NUM_PROXIES)]
     num_proxies: usize,
     /// Server (reply and connect) timeout in milliseconds.
-    #[arg(long = "server-timeout", default_value_t = DestOptions::DEFAULT_SERVER_TIMEOUT_MS)]
+    #[arg(short = 't', long = "server-timeout", default_value_t = DestOptions::DEFAULT_SERVER_TIMEOUT_MS)]
     server_timeout: u64,
     /// Consecutive failures before a server is marked TKO.
     #[arg(long = "timeouts-until-tko", default_value_t = DestOptions::DEFAULT_TKO_THRESHOLD)]
@@ -70,7 +91,7 @@ struct Args {
     /// are written and fsynced there before the client is answered, and replayed once
     /// the destination is back, also after a restart. Without it, such deletes are
     /// answered with the error. One router per directory.
-    #[arg(long = "async-dir")]
+    #[arg(short = 'a', long = "async-dir")]
     async_dir: Option<PathBuf>,
     /// Most deletes the asynclog spools (their index is kept in memory, ~150 bytes
     /// each); beyond that, a delete that cannot be delivered is answered with its error.
@@ -122,6 +143,22 @@ struct Args {
     verbose: u8,
 }
 
+/// mcrouter's `-R` form: `/region/cluster/` (a missing first or last `/` is added).
+fn routing_prefix_arg(p: &str) -> Result<String> {
+    let mut s = p.to_string();
+    if !s.starts_with('/') {
+        s.insert(0, '/');
+    }
+    if !s.ends_with('/') {
+        s.push('/');
+    }
+    let parts: Vec<&str> = s[1..s.len() - 1].split('/').collect();
+    if parts.len() != 2 || parts.iter().any(|x| x.is_empty()) {
+        bail!("--route-prefix {p:?}: expected /region/cluster/");
+    }
+    Ok(s)
+}
+
 /// Where the local tier serves metrics by default (the shipped scrape config's target).
 const LOCAL_TIER_METRICS: &str = "127.0.0.1:9191";
 
@@ -151,23 +188,50 @@ fn main() -> Result<()> {
     if let Some(id) = args.host_id {
         mcrouter::hostid::set(id);
     }
-    let config_file = match (&args.config_file, &args.config) {
-        (Some(f), _) => Some(f.clone()),
-        (None, Some(c)) => match c.strip_prefix("file:") {
-            Some(p) => Some(PathBuf::from(p)),
-            None => bail!("--config {c:?}: only file:PATH is supported"),
-        },
-        (None, None) => None,
+    let route_prefix = match &args.route_prefix {
+        Some(p) => Some(routing_prefix_arg(p)?),
+        None => None,
     };
+    // mcrouter: --config first, then --config-str, then --config-file.
+    let (config_file, config_text) = match (&args.config, &args.config_str, &args.config_file) {
+        (Some(c), _, _) => match c.strip_prefix("file:") {
+            Some(p) => (Some(PathBuf::from(p)), None),
+            None => (None, Some(c.clone())),
+        },
+        (None, Some(text), _) => (None, Some(text.clone())),
+        (None, None, f) => (f.clone(), None),
+    };
+    if args.validate_config {
+        let registry = mcrouter::destination::Registry::default();
+        let loaded = match (&config_file, &config_text) {
+            (Some(f), _) => Config::load(f, &registry),
+            (None, Some(t)) => Config::parse(t, Some("--config-str"), &registry),
+            (None, None) => bail!("--validate-config needs a config (--config-file, --config)"),
+        }
+        .and_then(|c| {
+            c.with_route_options(route_prefix.as_deref(), args.send_invalid_route_to_default)
+        });
+        match loaded {
+            Ok(_) => {
+                println!("config OK");
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("invalid config: {e}");
+                std::process::exit(3);
+            }
+        }
+    }
     let ports = if args.port.is_empty() {
         vec![11211]
     } else {
         args.port.clone()
     };
     let opts = Options {
-        listen: ports
+        listen: args
+            .listen_address
             .iter()
-            .map(|p| SocketAddr::new(args.listen_address, *p))
+            .flat_map(|ip| ports.iter().map(|p| SocketAddr::new(*ip, *p)))
             .collect(),
         num_proxies: args.num_proxies.max(1),
         dest: DestOptions {
@@ -186,6 +250,8 @@ fn main() -> Result<()> {
         io_uring: !args.no_io_uring,
         park_yield: !args.no_park_yield,
         miss_on_get_errors: args.miss_on_get_errors,
+        route_prefix: route_prefix.clone(),
+        send_invalid_route_to_default: args.send_invalid_route_to_default,
         big_value: (args.big_value_split_threshold > 0).then_some(
             mcrouter::route::big_value::BigValueOptions {
                 threshold: args.big_value_split_threshold,
@@ -194,12 +260,20 @@ fn main() -> Result<()> {
             },
         ),
     };
-    let (router, local) = match config_file {
-        Some(_) => (
+    let (router, local) = match (&config_file, &config_text) {
+        (Some(_), _) => (
             Router::start_from_file(opts).context("starting mcrouter")?,
             None,
         ),
-        None => {
+        (None, Some(text)) => {
+            let config = Config::parse(text, Some("--config-str"), &Default::default())
+                .context("starting mcrouter")?;
+            (
+                Router::start(config, opts).context("starting mcrouter")?,
+                None,
+            )
+        }
+        (None, None) => {
             let (router, tier) = mcrouter::local::start(opts).context("starting the local tier")?;
             (router, Some(tier))
         }

@@ -48,19 +48,33 @@ pub struct Options {
     /// Answer a get whose backend failed with a miss, as mcrouter does by default
     /// (`--miss-on-get-errors`; off: the error, as the issue and twemproxy do).
     pub miss_on_get_errors: bool,
+    /// `-R /region/cluster/`: the default route (see `RootRoute::with_options`).
+    pub route_prefix: Option<String>,
+    /// `--send-invalid-route-to-default`.
+    pub send_invalid_route_to_default: bool,
     /// Split values over a threshold into chunks (`--big-value-split-threshold`).
     pub big_value: Option<crate::route::big_value::BigValueOptions>,
 }
 
 impl Options {
     pub const DEFAULT_NUM_PROXIES: usize = 1;
+
+    /// A loaded config with the router-wide options applied: `-R`, and big values on top.
+    pub fn finish(&self, config: Config) -> Result<Config, ConfigError> {
+        Ok(config
+            .with_route_options(
+                self.route_prefix.as_deref(),
+                self.send_invalid_route_to_default,
+            )?
+            .with_big_values(self.big_value))
+    }
     pub const DEFAULT_MAX_CLIENT_OUTSTANDING: usize = 1024;
 
     /// `name value` lines (admin `__mcrouter__.options`).
     pub fn describe(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         format!(
-            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nmax_inflight_batches {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}\nbig_value_split_threshold {}\nbig_value_batch_size {}\nbig_value_hide_reply_flag {}\nmiss_on_get_errors {}",
+            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nmax_inflight_batches {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}\nbig_value_split_threshold {}\nbig_value_batch_size {}\nbig_value_hide_reply_flag {}\nmiss_on_get_errors {}\nroute_prefix {}\nsend_invalid_route_to_default {}",
             listen.join(","),
             self.num_proxies,
             self.dest.server_timeout.as_millis(),
@@ -89,6 +103,8 @@ impl Options {
             ),
             self.big_value.is_some_and(|b| b.hide_reply_flag),
             self.miss_on_get_errors,
+            self.route_prefix.as_deref().unwrap_or(""),
+            self.send_invalid_route_to_default,
         )
     }
 }
@@ -108,6 +124,8 @@ impl Default for Options {
             park_yield: true,
             big_value: None,
             miss_on_get_errors: false,
+            route_prefix: None,
+            send_invalid_route_to_default: false,
         }
     }
 }
@@ -223,10 +241,10 @@ impl Shared {
         if text == self.config.load().text || *self.last_failed.lock() == text {
             return Ok(false);
         }
-        match Config::load(path, &self.registry) {
+        let loaded = Config::load(path, &self.registry).and_then(|c| self.opts.finish(c));
+        match loaded {
             Ok(c) => {
-                self.config
-                    .store(Arc::new(c.with_big_values(self.opts.big_value)));
+                self.config.store(Arc::new(c));
                 Stats::inc(&self.stats.config_reloads);
                 self.stats
                     .config_last_success
@@ -306,7 +324,7 @@ impl Router {
         };
         let shared = Arc::new(Shared {
             asynclog,
-            config: ArcSwap::from_pointee(config.with_big_values(opts.big_value)),
+            config: ArcSwap::from_pointee(opts.finish(config)?),
             registry,
             stats: Stats::default(),
             opts,

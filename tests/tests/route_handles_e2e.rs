@@ -383,3 +383,69 @@ fn miss_on_get_errors_turns_failed_gets_into_misses() -> Result<()> {
     assert!(e.call("get u:1 d:1\r\n")?.starts_with("SERVER_ERROR"));
     Ok(())
 }
+
+/// mcrouter's command line for a config with `routes`: `-R` picks the default route (an
+/// alias that is not in the config is refused, at start and by `--validate-config`),
+/// `--send-invalid-route-to-default` routes unknown prefixes there, and the config can
+/// be given inline (`--config-str`, `--config '<json>'`).
+#[test]
+fn route_prefix_and_config_sources_as_mcrouter() -> Result<()> {
+    let Some(ms) = memcacheds("route_prefix_and_config_sources_as_mcrouter", 2) else {
+        return Ok(());
+    };
+    let config = format!(
+        r#"{{"pools": {{"A": {{"servers": ["{}"]}}, "B": {{"servers": ["{}"]}}}},
+            "routes": [{{"aliases": ["/r/a/"], "route": "PoolRoute|A"}},
+                       {{"aliases": ["/r/b/"], "route": "PoolRoute|B"}}]}}"#,
+        ms[0].server_string(),
+        ms[1].server_string()
+    );
+    let on = |i: usize, key: &str| -> Result<bool> {
+        Ok(Client::connect(ms[i].addr())?.get(key)?.is_some())
+    };
+    // Without -R the first alias is the default; -R r/b (slashes added) picks B.
+    let first = Router::start(&config, &[])?;
+    first.client()?.set("k1", "x")?;
+    assert!(on(0, "k1")? && !on(1, "k1")?);
+    let b = Router::start(&config, &["-R", "r/b"])?;
+    let mut c = b.client()?;
+    c.set("k2", "x")?;
+    assert!(!on(0, "k2")? && on(1, "k2")?);
+    assert!(c.call("get /x/y/k2\r\n")?.starts_with("SERVER_ERROR"));
+    let lenient = Router::start(&config, &["-R", "/r/b/", "--send-invalid-route-to-default"])?;
+    // (The server sees the key without its prefix: the k2 set above.)
+    assert_eq!(lenient.client()?.get("/x/y/k2")?.as_deref(), Some("x"));
+
+    // A prefix the config does not have.
+    assert!(Router::start(&config, &["-R", "/r/c/"]).is_err());
+    let mcrouter = e2e_tests::bins::bin_path("mcrouter")?;
+    let validate = |extra: &[&str]| -> Result<(Option<i32>, String)> {
+        let out = std::process::Command::new(&mcrouter)
+            .args(["--config-str", &config, "--validate-config"])
+            .args(extra)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        Ok((out.status.code(), text))
+    };
+    let (code, text) = validate(&["-R", "/r/a/"])?;
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = validate(&["-R", "/r/c/"])?;
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("invalid default route \"/r/c/\""), "{text}");
+
+    // The config inline, both ways.
+    for flag in ["--config-str", "--config"] {
+        let s = e2e_tests::bins::OurServer::start(
+            "mcrouter",
+            &[flag, &config, "-p", "0", "-R", "/r/b/"],
+        )?;
+        let mut c = Client::connect(s.addr())?;
+        c.set("k3", flag)?;
+        assert_eq!(
+            Client::connect(ms[1].addr())?.get("k3")?.as_deref(),
+            Some(flag)
+        );
+    }
+    Ok(())
+}

@@ -15,13 +15,48 @@ use crate::request::{Op, Req};
 
 #[derive(Debug)]
 pub struct RootRoute {
-    /// `(alias, route)`, config order; the first is the default.
+    /// `(alias, route)`, config order, except that the default comes first.
     routes: Vec<(String, RouteRef)>,
+    /// `--send-invalid-route-to-default`: a prefix no alias has goes to the default route.
+    invalid_to_default: bool,
 }
 
 impl RootRoute {
     pub fn new(routes: Vec<(String, RouteRef)>) -> Self {
-        RootRoute { routes }
+        RootRoute {
+            routes,
+            invalid_to_default: false,
+        }
+    }
+
+    /// This root with `prefix` (`-R /region/cluster/`) as the default route, as mcrouter:
+    /// a config with one `route` serves under that prefix; with `routes`, the alias equal
+    /// to it is the default, and a prefix no alias has is an error.
+    pub fn with_options(
+        &self,
+        prefix: Option<&str>,
+        invalid_to_default: bool,
+    ) -> Result<RootRoute, String> {
+        let mut routes = self.routes.clone();
+        if let Some(p) = prefix {
+            if routes.len() == 1 && routes[0].0.is_empty() {
+                routes[0].0 = p.to_string();
+            } else {
+                let i = routes.iter().position(|(a, _)| a == p).ok_or_else(|| {
+                    let aliases: Vec<&str> = self.aliases().collect();
+                    format!(
+                        "invalid default route {p:?} (--route-prefix): the config's aliases are {}",
+                        aliases.join(", ")
+                    )
+                })?;
+                let default = routes.remove(i);
+                routes.insert(0, default);
+            }
+        }
+        Ok(RootRoute {
+            routes,
+            invalid_to_default,
+        })
     }
 
     pub fn default_route(&self) -> &RouteRef {
@@ -55,7 +90,10 @@ impl Route for RootRoute {
         if prefix_len == 0 || req.op() == Op::FlushAll {
             return self.default_route().route(req, ctx);
         }
-        let Some(r) = self.pick(req.routing_key()) else {
+        let Some(r) = self
+            .pick(req.routing_key())
+            .or(self.invalid_to_default.then(|| self.default_route()))
+        else {
             return ready(Reply::error_static(
                 ErrorClass::LocalError,
                 b"SERVER_ERROR mcrouter: no route for this routing prefix\r\n",
@@ -69,7 +107,11 @@ impl Route for RootRoute {
     }
 
     fn children_for(&self, req: &Req) -> Vec<RouteRef> {
-        self.pick(req.routing_key()).cloned().into_iter().collect()
+        self.pick(req.routing_key())
+            .or(self.invalid_to_default.then(|| self.default_route()))
+            .cloned()
+            .into_iter()
+            .collect()
     }
 
     fn plain_destination(&self, op: Op, key: &[u8]) -> Option<&Arc<DestShared>> {
@@ -105,6 +147,30 @@ mod tests {
             // A base64 meta key routes by its decoded key: "L3IvYi9h" is "/r/b/a".
             r.route(Mock::req("mg L3IvYi9h b v\r\n"), &ctx).await;
             assert_eq!(b.seen()[1], b"mg L3IvYi9h b v\r\n");
+        });
+    }
+
+    #[test]
+    fn route_prefix_picks_the_default_route() {
+        run(|ctx| async move {
+            let a = Mock::replying("END\r\n");
+            let b = Mock::replying("END\r\n");
+            let r = RootRoute::new(vec![("/r/a/".into(), a.r()), ("/r/b/".into(), b.r())]);
+            let r = r.with_options(Some("/r/b/"), false).unwrap();
+            r.route(Mock::req("get k\r\n"), &ctx).await;
+            assert_eq!((a.count(), b.count()), (0, 1));
+            assert!(r.route(Mock::req("get /r/zz/k\r\n"), &ctx).await.is_error());
+            let err = r.with_options(Some("/x/y/"), false).unwrap_err();
+            assert!(err.contains("/r/a/") && err.contains("/r/b/"), "{err}");
+            // --send-invalid-route-to-default
+            let r = r.with_options(None, true).unwrap();
+            r.route(Mock::req("get /r/zz/k\r\n"), &ctx).await;
+            assert_eq!(b.seen()[1], b"get /r/zz/k\r\n");
+            // One `route`: it serves under the prefix.
+            let one = RootRoute::new(vec![(String::new(), a.r())]);
+            let one = one.with_options(Some("/r/c/"), false).unwrap();
+            one.route(Mock::req("get /r/c/k\r\n"), &ctx).await;
+            assert_eq!(a.seen()[0], b"get /r/c/k\r\n");
         });
     }
 }
