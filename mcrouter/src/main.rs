@@ -121,6 +121,11 @@ struct Args {
     /// Clear the big-value flag (0x8000) in the flags of reassembled values.
     #[arg(long = "big-value-hide-reply-flag")]
     big_value_hide_reply_flag: bool,
+    /// Most client connections at once; past it a new one gets `ERROR Too many open
+    /// connections` and is closed (memcached's -c). 0: no limit; 1: three quarters of
+    /// the open-file limit (mcrouter's "derive from RLIMIT_NOFILE").
+    #[arg(long = "max-conns", default_value_t = 0)]
+    max_conns: usize,
     /// Answer a get whose server failed (down, timeout, error) with a miss, as mcrouter
     /// does by default. Without it the client gets the error (`SERVER_ERROR ...`).
     #[arg(
@@ -141,6 +146,13 @@ struct Args {
     /// More logging (-v info, -vv debug).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// The soft open-file limit (`ulimit -n`).
+fn open_file_limit() -> usize {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX).max(4))
+        .unwrap_or(1024)
 }
 
 /// mcrouter's `-R` form: `/region/cluster/` (a missing first or last `/` is added).
@@ -250,6 +262,10 @@ fn main() -> Result<()> {
         io_uring: !args.no_io_uring,
         park_yield: !args.no_park_yield,
         miss_on_get_errors: args.miss_on_get_errors,
+        max_conns: match args.max_conns {
+            1 => open_file_limit() / 4 * 3,
+            n => n,
+        },
         route_prefix: route_prefix.clone(),
         send_invalid_route_to_default: args.send_invalid_route_to_default,
         big_value: (args.big_value_split_threshold > 0).then_some(

@@ -96,7 +96,15 @@ pub fn run_worker(
                         ));
                     }
                 },
-                Err(e) => tracing::warn!(error = %e, "cannot register a client connection"),
+                Err(e) => {
+                    if kind == crate::server::Listener::Client {
+                        shared
+                            .stats
+                            .curr_connections
+                            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tracing::warn!(error = %e, "cannot register a client connection")
+                }
             }
         }
     });
@@ -192,10 +200,8 @@ mod park_yield {
 /// Buffers larger than this are checked for a complete request before being split.
 const PARTIAL_CHECK_BYTES: usize = 8 * 1024;
 
-/// Serve one client connection.
+/// Serve one client connection (the acceptor counted it in `curr_connections`).
 pub async fn client(mut stream: TcpStream, shared: Arc<Shared>, ctx: Rc<Ctx>) {
-    Stats::inc(&shared.stats.curr_connections);
-    Stats::inc(&shared.stats.total_connections);
     if let Err(e) = serve_client(&mut stream, &shared, &ctx).await {
         tracing::debug!(error = %e, "client connection ended");
     }

@@ -45,6 +45,10 @@ pub struct Options {
     /// Yield the CPU once before sleeping, while that keeps finding work waiting (off
     /// with `--no-park-yield`). See `proxy::park_yield`.
     pub park_yield: bool,
+    /// Most client connections at once (`--max-conns`; 0: no limit). Past it a new
+    /// connection gets `ERROR Too many open connections` and is closed, as memcached's
+    /// `-c` does.
+    pub max_conns: usize,
     /// Answer a get whose backend failed with a miss, as mcrouter does by default
     /// (`--miss-on-get-errors`; off: the error, as the issue and twemproxy do).
     pub miss_on_get_errors: bool,
@@ -74,7 +78,7 @@ impl Options {
     pub fn describe(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         format!(
-            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nmax_inflight_batches {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}\nbig_value_split_threshold {}\nbig_value_batch_size {}\nbig_value_hide_reply_flag {}\nmiss_on_get_errors {}\nroute_prefix {}\nsend_invalid_route_to_default {}",
+            "listen {}\nnum_proxies {}\nserver_timeout_ms {}\ntimeouts_until_tko {}\nmax_client_outstanding_reqs {}\ntarget_max_inflight_requests {}\nconnections_per_server {}\nmax_inflight_batches {}\nconfig_file {}\nasync_dir {}\ninvalidation_listen {}\nio_uring {}\npark_yield {}\nbig_value_split_threshold {}\nbig_value_batch_size {}\nbig_value_hide_reply_flag {}\nmiss_on_get_errors {}\nmax_conns {}\nroute_prefix {}\nsend_invalid_route_to_default {}",
             listen.join(","),
             self.num_proxies,
             self.dest.server_timeout.as_millis(),
@@ -103,6 +107,7 @@ impl Options {
             ),
             self.big_value.is_some_and(|b| b.hide_reply_flag),
             self.miss_on_get_errors,
+            self.max_conns,
             self.route_prefix.as_deref().unwrap_or(""),
             self.send_invalid_route_to_default,
         )
@@ -124,6 +129,7 @@ impl Default for Options {
             park_yield: true,
             big_value: None,
             miss_on_get_errors: false,
+            max_conns: 0,
             route_prefix: None,
             send_invalid_route_to_default: false,
         }
@@ -343,15 +349,38 @@ impl Router {
         for (i, (l, kind)) in listeners.into_iter().enumerate() {
             let senders = senders.clone();
             let stop = stop.clone();
+            let sh = shared.clone();
             spawn(format!("mcrouter-accept-{i}"), move || {
                 let mut next = 0usize;
+                let stats = &sh.stats;
                 for conn in l.incoming() {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
                     match conn {
-                        Ok(s) => {
-                            let _ = senders[next % senders.len()].send((s, kind));
+                        Ok(mut s) => {
+                            if kind == Listener::Client {
+                                let max = sh.opts.max_conns;
+                                if max > 0
+                                    && stats.curr_connections.load(Ordering::Relaxed) >= max as u64
+                                {
+                                    Stats::inc(&stats.rejected_connections);
+                                    let _ = s.set_nonblocking(true);
+                                    let _ = std::io::Write::write(
+                                        &mut s,
+                                        b"ERROR Too many open connections\r\n",
+                                    );
+                                    continue;
+                                }
+                                Stats::inc(&stats.curr_connections);
+                                Stats::inc(&stats.total_connections);
+                            }
+                            if let Err(e) = senders[next % senders.len()].send((s, kind)) {
+                                if kind == Listener::Client {
+                                    stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
+                                }
+                                drop(e);
+                            }
                             next = next.wrapping_add(1);
                         }
                         Err(e) => {

@@ -11,6 +11,8 @@ pub struct Stats {
     start_unix: u64,
     pub curr_connections: AtomicU64,
     pub total_connections: AtomicU64,
+    /// Connections refused over `--max-conns`.
+    pub rejected_connections: AtomicU64,
     /// Requests accepted from clients and not yet answered (all workers).
     pub in_flight: AtomicI64,
     /// Requests routed (a multi-key get counts once).
@@ -40,6 +42,7 @@ impl Default for Stats {
             start_unix: now,
             curr_connections: AtomicU64::new(0),
             total_connections: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             requests: AtomicU64::new(0),
             cmd_get: AtomicU64::new(0),
@@ -91,6 +94,7 @@ impl Stats {
             ),
             ("curr_connections", g(&self.curr_connections)),
             ("total_connections", g(&self.total_connections)),
+            ("rejected_connections", g(&self.rejected_connections)),
             ("cmd_get", g(&self.cmd_get)),
             ("cmd_set", g(&self.cmd_set)),
             ("cmd_delete", g(&self.cmd_delete)),

@@ -449,3 +449,31 @@ fn route_prefix_and_config_sources_as_mcrouter() -> Result<()> {
     }
     Ok(())
 }
+
+/// `--max-conns N`: the connection over the limit is told `ERROR Too many open
+/// connections` and closed (memcached's `-c`); `stats` counts it; once a client leaves,
+/// a new one is served.
+#[test]
+fn max_conns_refuses_the_connection_over_the_limit() -> Result<()> {
+    use std::io::Read;
+    let config = r#"{"pools": {"A": {"servers": ["127.0.0.1:1"]}}, "route": "NullRoute"}"#;
+    let router = Router::start(config, &["--max-conns", "2"])?;
+    let mut a = router.client()?;
+    let b = router.client()?;
+    assert_eq!(a.call("get k\r\n")?, "END\r\n");
+    let mut over = std::net::TcpStream::connect(router.addr())?;
+    over.set_read_timeout(Some(PATIENCE))?;
+    let mut got = String::new();
+    over.read_to_string(&mut got)?;
+    assert_eq!(got, "ERROR Too many open connections\r\n");
+    let stats = a.stats()?;
+    assert_eq!(stats["rejected_connections"], "1");
+    assert_eq!(stats["curr_connections"], "2");
+    drop(b);
+    assert!(wait_until(PATIENCE, || a
+        .stats()
+        .is_ok_and(|s| s["curr_connections"] == "1")));
+    let mut c = router.client()?;
+    assert_eq!(c.call("get k\r\n")?, "END\r\n");
+    Ok(())
+}
