@@ -38,13 +38,23 @@
 //!   chunk suffix (`:<i>:<S>`, up to 16 bytes more) gets `SERVER_ERROR` instead of
 //!   chunks the server refuses; meta `ms` is not split.
 //! - Multi-key gets go one key at a time under this route (each may need its chunks).
+//! - Order: while a split write of a key is under way (its chunks out, its index not yet
+//!   written), later requests for that key wait for it and then run one after the other
+//!   in the order they came, so a pipelined `set` (or `set noreply`) then `get` or
+//!   `delete` of the key keeps its order. mcrouter runs a
+//!   client's requests concurrently and gives no such order.
 //! - While it is on, clients may send values up to [`MAX_BIG_VALUE`] (128 MiB) instead of
 //!   1 MiB; the threshold is at most 1 MiB (each chunk is one item).
 
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use protocol::{Request, Response};
+use tokio::sync::watch;
 
 use super::warm_up::storage_request;
 use super::{join_all, ready, worst, Ctx, Route, RouteFuture, RouteRef};
@@ -77,10 +87,62 @@ impl BigValueOptions {
     pub const DEFAULT_BATCH_SIZE: usize = 10;
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BigValueRoute {
     child: RouteRef,
     opts: BigValueOptions,
+    pending: Arc<Pending>,
+}
+
+/// Keys with a split write under way (chunks sent, index not yet written). A later
+/// request for such a key waits for it, so pipelined `set` (or `set noreply`) then `get`
+/// or `delete` of a big value keeps its order, as every other request's does.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Key -> the last request queued for it: (its id, "done" receiver).
+    keys: Mutex<HashMap<Vec<u8>, Queued>>,
+    next_id: AtomicU64,
+}
+
+type Queued = (u64, watch::Receiver<bool>);
+
+/// Held by a split write; dropping it (done, or abandoned) releases the waiters.
+struct PendingGuard {
+    pending: Arc<Pending>,
+    key: Vec<u8>,
+    id: u64,
+    done: watch::Sender<bool>,
+}
+
+impl Pending {
+    fn begin(self: &Arc<Self>, key: &[u8]) -> PendingGuard {
+        let (done, rx) = watch::channel(false);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.keys.lock().insert(key.to_vec(), (id, rx));
+        PendingGuard {
+            pending: self.clone(),
+            key: key.to_vec(),
+            id,
+            done,
+        }
+    }
+
+    /// When `key` has a request under way: a guard that makes this request the one later
+    /// ones wait for, and the receiver of the one before it.
+    fn queue(self: &Arc<Self>, key: &[u8]) -> Option<(PendingGuard, watch::Receiver<bool>)> {
+        let prev = self.keys.lock().get(key).map(|(_, rx)| rx.clone())?;
+        Some((self.begin(key), prev))
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        let _ = self.done.send(true);
+        let mut keys = self.pending.keys.lock();
+        if keys.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            keys.remove(&self.key);
+        }
+    }
 }
 
 /// What the index value says: chunk count and suffix.
@@ -181,11 +243,27 @@ pub(crate) fn value_of(reply: &Reply) -> Option<Hit<'_>> {
 
 impl BigValueRoute {
     pub fn new(child: RouteRef, opts: BigValueOptions) -> Self {
-        BigValueRoute { child, opts }
+        BigValueRoute {
+            child,
+            opts,
+            pending: Arc::default(),
+        }
+    }
+
+    /// `queued`: the request already holds its key's place in the queue (see [`Pending`]).
+    fn dispatch(&self, req: Req, ctx: &Rc<Ctx>, queued: bool) -> RouteFuture {
+        match req.op() {
+            Op::Set | Op::Add | Op::Replace | Op::Append | Op::Prepend | Op::Cas | Op::LeaseSet => {
+                self.write(req, ctx, queued)
+            }
+            Op::Get | Op::Gets | Op::Gat | Op::Gats if req.key_count() == 1 => self.read(req, ctx),
+            Op::LeaseGet => self.lease_get(req, ctx),
+            _ => self.child.route(req, ctx),
+        }
     }
 
     /// The client's write, split when its value is over the threshold.
-    fn write(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
+    fn write(&self, req: Req, ctx: &Rc<Ctx>, queued: bool) -> RouteFuture {
         let Some(parsed) = req.parsed() else {
             return self.child.route(req, ctx);
         };
@@ -222,7 +300,9 @@ impl BigValueRoute {
             return ready(too_long());
         };
         let (child, ctx, batch) = (self.child.clone(), ctx.clone(), self.opts.batch_size);
+        let guard = (!queued).then(|| self.pending.begin(req.key()));
         Box::pin(async move {
+            let _guard = guard;
             let replies = in_batches(&child, chunks, batch, &ctx).await;
             match worst(replies) {
                 Some(w) if w.kind != ReplyKind::Ok => w,
@@ -438,14 +518,21 @@ impl Route for BigValueRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        match req.op() {
-            Op::Set | Op::Add | Op::Replace | Op::Append | Op::Prepend | Op::Cas | Op::LeaseSet => {
-                self.write(req, ctx)
-            }
-            Op::Get | Op::Gets | Op::Gat | Op::Gats if req.key_count() == 1 => self.read(req, ctx),
-            Op::LeaseGet => self.lease_get(req, ctx),
-            _ => self.child.route(req, ctx),
-        }
+        let queued = (req.key_count() == 1)
+            .then(|| self.pending.queue(req.key()))
+            .flatten();
+        let Some((guard, mut prev)) = queued else {
+            return self.dispatch(req, ctx, false);
+        };
+        // Requests for a key with a split write under way go one after the other, in
+        // the order they came.
+        let (me, ctx) = (self.clone(), ctx.clone());
+        Box::pin(async move {
+            let _guard = guard;
+            // Err: the one before was abandoned; either way it is over.
+            let _ = prev.wait_for(|done| *done).await;
+            me.dispatch(req, &ctx, true).await
+        })
     }
 
     fn children(&self) -> Vec<RouteRef> {
@@ -456,7 +543,7 @@ impl Route for BigValueRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{run, Mock};
+    use crate::route::testing::{run, seen, Mock};
 
     fn opts(threshold: usize, batch_size: usize, hide: bool) -> BigValueOptions {
         BigValueOptions {
@@ -546,6 +633,74 @@ mod tests {
                 let want = format!("{last}\r\n{index}\r\n");
                 assert_eq!(String::from_utf8_lossy(&seen[10]), want, "{cmd}");
             }
+        });
+    }
+
+    #[test]
+    fn requests_wait_for_a_split_write_of_their_key() {
+        run(|ctx| async move {
+            let m = Mock::delayed("STORED\r\n", 30);
+            let r = BigValueRoute::new(m.r(), opts(4, 1, false));
+            let set = r.route(Mock::req("set k 0 0 12\r\n0123456789ab\r\n"), &ctx);
+            let del = r.route(Mock::req("delete k\r\n"), &ctx);
+            let other = r.route(Mock::req("delete j\r\n"), &ctx);
+            // The unrelated delete goes out at once; k's waits for the index write.
+            assert_eq!(seen(&m), ["delete j\r\n"]);
+            futures_util::future::join3(set, del, other).await;
+            let lines: Vec<String> = seen(&m)
+                .iter()
+                .map(|r| r.split("\r\n").next().unwrap().to_string())
+                .collect();
+            let s = suffix_of(b"0123456789ab");
+            assert_eq!(
+                lines,
+                [
+                    "delete j".to_string(),
+                    format!("set k:0:{s} 0 0 4"),
+                    format!("set k:1:{s} 0 0 4"),
+                    format!("set k:2:{s} 0 0 4"),
+                    format!("set k 32768 0 {}", format!("1-3-{s}").len()),
+                    "delete k".to_string(),
+                ]
+            );
+            assert!(r.pending.keys.lock().is_empty());
+        });
+    }
+
+    #[test]
+    fn requests_after_a_split_write_keep_their_order() {
+        run(|ctx| async move {
+            let m = Mock::delayed("STORED\r\n", 5);
+            m.answer_key("k", "DELETED\r\n");
+            let r = BigValueRoute::new(m.r(), opts(4, 0, false));
+            let mut futs = Vec::new();
+            for req in [
+                "set k 0 0 8\r\n01234567\r\n",
+                "set k 0 0 8\r\nabcdefgh\r\n",
+                "delete k\r\n",
+                "set k 0 0 2\r\nxy\r\n",
+                "delete k\r\n",
+            ] {
+                futs.push(r.route(Mock::req(req), &ctx));
+            }
+            futures_util::future::join_all(futs).await;
+            let lines: Vec<String> = seen(&m)
+                .iter()
+                .map(|r| r.split("\r\n").next().unwrap().to_string())
+                .filter(|l| !l.contains(':'))
+                .collect();
+            let i = |v: &[u8]| format!("set k 32768 0 {}", format!("1-2-{}", suffix_of(v)).len());
+            assert_eq!(
+                lines,
+                [
+                    i(b"01234567"),
+                    i(b"abcdefgh"),
+                    "delete k".to_string(),
+                    "set k 0 0 2".to_string(),
+                    "delete k".to_string(),
+                ]
+            );
+            assert!(r.pending.keys.lock().is_empty());
         });
     }
 
