@@ -46,16 +46,13 @@
 //! - While it is on, clients may send values up to [`MAX_BIG_VALUE`] (128 MiB) instead of
 //!   1 MiB; the threshold is at most 1 MiB (each chunk is one item).
 
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use protocol::{Request, Response};
-use tokio::sync::watch;
 
+use super::key_order::KeyOrder;
 use super::warm_up::storage_request;
 use super::{join_all, ready, worst, Ctx, Route, RouteFuture, RouteRef};
 use crate::reply::{ErrorClass, Reply, ReplyKind};
@@ -91,58 +88,7 @@ impl BigValueOptions {
 pub struct BigValueRoute {
     child: RouteRef,
     opts: BigValueOptions,
-    pending: Arc<Pending>,
-}
-
-/// Keys with a split write under way (chunks sent, index not yet written). A later
-/// request for such a key waits for it, so pipelined `set` (or `set noreply`) then `get`
-/// or `delete` of a big value keeps its order, as every other request's does.
-#[derive(Debug, Default)]
-struct Pending {
-    /// Key -> the last request queued for it: (its id, "done" receiver).
-    keys: Mutex<HashMap<Vec<u8>, Queued>>,
-    next_id: AtomicU64,
-}
-
-type Queued = (u64, watch::Receiver<bool>);
-
-/// Held by a split write; dropping it (done, or abandoned) releases the waiters.
-struct PendingGuard {
-    pending: Arc<Pending>,
-    key: Vec<u8>,
-    id: u64,
-    done: watch::Sender<bool>,
-}
-
-impl Pending {
-    fn begin(self: &Arc<Self>, key: &[u8]) -> PendingGuard {
-        let (done, rx) = watch::channel(false);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.keys.lock().insert(key.to_vec(), (id, rx));
-        PendingGuard {
-            pending: self.clone(),
-            key: key.to_vec(),
-            id,
-            done,
-        }
-    }
-
-    /// When `key` has a request under way: a guard that makes this request the one later
-    /// ones wait for, and the receiver of the one before it.
-    fn queue(self: &Arc<Self>, key: &[u8]) -> Option<(PendingGuard, watch::Receiver<bool>)> {
-        let prev = self.keys.lock().get(key).map(|(_, rx)| rx.clone())?;
-        Some((self.begin(key), prev))
-    }
-}
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        let _ = self.done.send(true);
-        let mut keys = self.pending.keys.lock();
-        if keys.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
-            keys.remove(&self.key);
-        }
-    }
+    order: Arc<KeyOrder>,
 }
 
 /// What the index value says: chunk count and suffix.
@@ -246,11 +192,11 @@ impl BigValueRoute {
         BigValueRoute {
             child,
             opts,
-            pending: Arc::default(),
+            order: Arc::default(),
         }
     }
 
-    /// `queued`: the request already holds its key's place in the queue (see [`Pending`]).
+    /// `queued`: the request already holds its key's place in the queue (see [`KeyOrder`]).
     fn dispatch(&self, req: Req, ctx: &Rc<Ctx>, queued: bool) -> RouteFuture {
         match req.op() {
             Op::Set | Op::Add | Op::Replace | Op::Append | Op::Prepend | Op::Cas | Op::LeaseSet => {
@@ -300,7 +246,7 @@ impl BigValueRoute {
             return ready(too_long());
         };
         let (child, ctx, batch) = (self.child.clone(), ctx.clone(), self.opts.batch_size);
-        let guard = (!queued).then(|| self.pending.begin(req.key()));
+        let guard = (!queued).then(|| self.order.begin(req.key()));
         Box::pin(async move {
             let _guard = guard;
             let replies = in_batches(&child, chunks, batch, &ctx).await;
@@ -518,20 +464,9 @@ impl Route for BigValueRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        let queued = (req.key_count() == 1)
-            .then(|| self.pending.queue(req.key()))
-            .flatten();
-        let Some((guard, mut prev)) = queued else {
-            return self.dispatch(req, ctx, false);
-        };
-        // Requests for a key with a split write under way go one after the other, in
-        // the order they came.
-        let (me, ctx) = (self.clone(), ctx.clone());
-        Box::pin(async move {
-            let _guard = guard;
-            // Err: the one before was abandoned; either way it is over.
-            let _ = prev.wait_for(|done| *done).await;
-            me.dispatch(req, &ctx, true).await
+        let me = self.clone();
+        self.order.route(req, ctx, move |req, ctx, queued| {
+            me.dispatch(req, ctx, queued)
         })
     }
 
@@ -663,7 +598,7 @@ mod tests {
                     "delete k".to_string(),
                 ]
             );
-            assert!(r.pending.keys.lock().is_empty());
+            assert!(r.order.is_idle());
         });
     }
 
@@ -700,7 +635,7 @@ mod tests {
                     "delete k".to_string(),
                 ]
             );
-            assert!(r.pending.keys.lock().is_empty());
+            assert!(r.order.is_idle());
         });
     }
 

@@ -26,6 +26,9 @@
 //!  everything else (add, cas, delete, touch, gat, mg, ...) ──> l1 only
 //! ```
 //!
+//! - While a split write is under way (`l2` written, the sentinel not yet), later
+//!   requests for its key wait and then run in the order they came, so a pipelined
+//!   `set` then `get`/`delete` keeps its order (mcrouter gives no such order).
 //! - A value goes to `l1` whole when `threshold` is 0, it is shorter than `threshold`,
 //!   `ttl_threshold` is set and its exptime is below it (0, never expiring, counts as
 //!   below), or its key is over 231 bytes (no room for `|==|` and 20 digits).
@@ -45,6 +48,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::big_value::{value_of, value_reply, Hit};
+use super::key_order::KeyOrder;
 use super::warm_up::storage_request;
 use super::{Ctx, Node, Route, RouteFuture, RouteRef};
 use crate::config::{Builder, ConfigError};
@@ -70,11 +74,13 @@ pub struct SizeSplitOptions {
     pub retries: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct L1L2SizeSplitRoute {
     l1: RouteRef,
     l2: RouteRef,
     opts: SizeSplitOptions,
+    /// A split write holds its key until the sentinel is written (see [`KeyOrder`]).
+    order: Arc<KeyOrder>,
 }
 
 /// The `l2` key of a lease-set sentinel `n`.
@@ -129,7 +135,12 @@ impl Sentinel {
 
 impl L1L2SizeSplitRoute {
     pub fn new(l1: RouteRef, l2: RouteRef, opts: SizeSplitOptions) -> Self {
-        L1L2SizeSplitRoute { l1, l2, opts }
+        L1L2SizeSplitRoute {
+            l1,
+            l2,
+            opts,
+            order: Arc::default(),
+        }
     }
 
     /// mcrouter's `fullSetShouldGoToL1`.
@@ -142,7 +153,7 @@ impl L1L2SizeSplitRoute {
     }
 
     /// `set` and `lease-set`: a big value goes to `l2`, a sentinel to `l1`.
-    fn write(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
+    fn write(&self, req: Req, ctx: &Rc<Ctx>, queued: bool) -> RouteFuture {
         let (key, token, flags, exptime, data) = match req.parsed() {
             Some(Request::Storage {
                 key,
@@ -175,7 +186,9 @@ impl L1L2SizeSplitRoute {
             ));
             let first = self.l2.route(req.clone(), ctx);
             let (l1, ctx) = (self.l1.clone(), ctx.clone());
+            let guard = (!queued).then(|| self.order.begin(key));
             return Box::pin(async move {
+                let _guard = guard;
                 let r = first.await;
                 match (r.kind, sentinel) {
                     (ReplyKind::Ok, Some(s)) => l1.route(s, &ctx).await,
@@ -207,7 +220,9 @@ impl L1L2SizeSplitRoute {
         };
         let first = self.l2.route(l2_set, ctx);
         let (l1, ctx) = (self.l1.clone(), ctx.clone());
+        let guard = (!queued).then(|| self.order.begin(key));
         Box::pin(async move {
+            let _guard = guard;
             if first.await.kind == ReplyKind::Ok {
                 l1.route(sentinel, &ctx).await
             } else {
@@ -315,11 +330,13 @@ impl Route for L1L2SizeSplitRoute {
     }
 
     fn route(&self, req: Req, ctx: &Rc<Ctx>) -> RouteFuture {
-        match req.op() {
-            Op::Set | Op::LeaseSet => self.write(req, ctx),
-            Op::Get | Op::Gets | Op::LeaseGet if req.key_count() == 1 => self.read(req, ctx),
-            _ => self.l1.route(req, ctx),
-        }
+        let me = self.clone();
+        self.order
+            .route(req, ctx, move |req, ctx, queued| match req.op() {
+                Op::Set | Op::LeaseSet => me.write(req, ctx, queued),
+                Op::Get | Op::Gets | Op::LeaseGet if req.key_count() == 1 => me.read(req, ctx),
+                _ => me.l1.route(req, ctx),
+            })
     }
 
     fn children(&self) -> Vec<RouteRef> {
@@ -532,6 +549,25 @@ mod tests {
                 ]
             );
             assert_eq!(seen(&l2), ["set k 1 0 5\r\n12345\r\n"; 2]);
+        });
+    }
+
+    #[test]
+    fn a_delete_after_a_split_set_comes_after_its_sentinel() {
+        run(|ctx| async move {
+            let l1 = Mock::replying("DELETED\r\n");
+            let l2 = Mock::delayed("STORED\r\n", 20);
+            let r = L1L2SizeSplitRoute::new(l1.r(), l2.r(), opts(4));
+            let set = r.route(Mock::req("set k 1 0 5\r\n12345\r\n"), &ctx);
+            let del = r.route(Mock::req("delete k\r\n"), &ctx);
+            let other = r.route(Mock::req("delete j\r\n"), &ctx);
+            assert_eq!(seen(&l1), ["delete j\r\n"]);
+            futures_util::future::join3(set, del, other).await;
+            assert_eq!(
+                seen(&l1),
+                ["delete j\r\n", "set k 33 0 0\r\n\r\n", "delete k\r\n"]
+            );
+            assert!(r.order.is_idle());
         });
     }
 

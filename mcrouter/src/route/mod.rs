@@ -45,6 +45,7 @@ pub mod failover;
 pub mod failover_with_exptime;
 pub mod hash;
 pub mod host_id;
+pub mod key_order;
 pub mod key_split;
 pub mod l1l2_cache;
 pub mod l1l2_size_split;
