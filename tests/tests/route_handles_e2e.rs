@@ -477,3 +477,47 @@ fn max_conns_refuses_the_connection_over_the_limit() -> Result<()> {
     assert_eq!(c.call("get k\r\n")?, "END\r\n");
     Ok(())
 }
+
+/// pymemcache through `--big-value-split-threshold` over 3 memcached: its default
+/// `noreply` sets of values up to 5 MB read back at once (the get right behind the set on
+/// the same connection), overwrites and deletes too.
+#[test]
+fn pymemcache_big_values_read_back_behind_noreply_sets() -> Result<()> {
+    let test = "pymemcache_big_values_read_back_behind_noreply_sets";
+    if !e2e_tests::external::python_has_module("pymemcache") {
+        e2e_tests::external::skip(test, "pymemcache not installed (pip install pymemcache)");
+        return Ok(());
+    }
+    let Some(ms) = memcacheds(test, 3) else {
+        return Ok(());
+    };
+    let s = servers(&ms);
+    let pool = format!(
+        r#"{{"pools": {{"A": {{"servers": ["{}", "{}", "{}"]}}}}, "route": "PoolRoute|A"}}"#,
+        s[0], s[1], s[2]
+    );
+    let router = Router::start(&pool, &["--big-value-split-threshold", "65536"])?;
+    let out = e2e_tests::external::run_python(
+        r#"
+import sys, random
+from pymemcache.client.base import Client
+host, port = sys.argv[1].rsplit(":", 1)
+c = Client((host, int(port)), default_noreply=True)
+rng = random.Random(7)
+for i, size in enumerate([10, 65536, 65537, 300000, 5 * 1024 * 1024]):
+    v = bytes(rng.getrandbits(8) for _ in range(min(size, 4096))) * (size // 4096 + 1)
+    v = v[:size]
+    c.set("big:%d" % i, v)
+    got = c.get("big:%d" % i)
+    assert got == v, (size, None if got is None else len(got))
+    c.set("big:%d" % i, v[::-1])
+    assert c.get("big:%d" % i) == v[::-1], size
+    c.delete("big:%d" % i)
+    assert c.get("big:%d" % i) is None, size
+print("ok")
+"#,
+        &[&router.addr().to_string()],
+    )?;
+    assert_eq!(out.trim(), "ok");
+    Ok(())
+}
