@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use e2e_tests::external::{free_port, memcacheds, Memcached};
-use e2e_tests::router_support::{wait_until, Client, Router, TempDir};
+use e2e_tests::router_support::{pool_config, wait_until, Client, Router, TempDir};
 
 fn servers(ms: &[Memcached]) -> Vec<String> {
     ms.iter().map(|m| m.server_string()).collect()
@@ -224,10 +224,7 @@ fn big_values_are_split_over_the_pool_and_joined() -> Result<()> {
         return Ok(());
     };
     let s = servers(&ms);
-    let pool = format!(
-        r#"{{"pools": {{"A": {{"servers": ["{}", "{}", "{}"]}}}}, "route": "PoolRoute|A"}}"#,
-        s[0], s[1], s[2]
-    );
+    let pool = pool_config(&s);
     let big = Router::start(
         &pool,
         &[
@@ -492,10 +489,7 @@ fn pymemcache_big_values_read_back_behind_noreply_sets() -> Result<()> {
         return Ok(());
     };
     let s = servers(&ms);
-    let pool = format!(
-        r#"{{"pools": {{"A": {{"servers": ["{}", "{}", "{}"]}}}}, "route": "PoolRoute|A"}}"#,
-        s[0], s[1], s[2]
-    );
+    let pool = pool_config(&s);
     let router = Router::start(&pool, &["--big-value-split-threshold", "65536"])?;
     let out = e2e_tests::external::run_python(
         r#"
