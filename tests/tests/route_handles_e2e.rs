@@ -515,3 +515,36 @@ print("ok")
     assert_eq!(out.trim(), "ok");
     Ok(())
 }
+
+/// `LoggingRoute` logs each request at `info`, and `-L` sends the log to a file:
+/// with `-v -L FILE`, a hit through the route shows up in the file with its key and
+/// result.
+#[test]
+fn logging_route_writes_requests_to_the_log_path() -> Result<()> {
+    let Some(ms) = memcacheds("logging_route_writes_requests_to_the_log_path", 1) else {
+        return Ok(());
+    };
+    let dir = TempDir::new("log-path")?;
+    let log = dir.path().join("mcrouter.log");
+    let config = format!(
+        r#"{{"pools": {{"A": {{"servers": ["{}"]}}}},
+            "route": {{"type": "LoggingRoute", "target": "PoolRoute|A"}}}}"#,
+        ms[0].server_string()
+    );
+    let path = log.display().to_string();
+    let router = Router::start(&config, &["-v", "-L", &path])?;
+    let mut c = router.client()?;
+    assert_eq!(c.set("logged:key", "v")?, "STORED\r\n");
+    assert_eq!(c.get("logged:key")?.as_deref(), Some("v"));
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(PATIENCE, || read()
+            .lines()
+            .any(|l| l.contains("op=\"get\"")
+                && l.contains("logged:key")
+                && l.contains("found"))),
+        "{}",
+        read()
+    );
+    Ok(())
+}
