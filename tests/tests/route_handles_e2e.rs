@@ -56,8 +56,14 @@ fn key_split_spreads_a_key_over_copies_by_host() -> Result<()> {
     // client's key; host 4 (4 % 4 = 0) uses the key itself.
     let mut c3 = host3.client()?;
     assert_eq!(c3.set("hot", "from3")?, "STORED\r\n");
-    assert_eq!(holders(&ms, "hot::3")?.len(), 1);
+    let owner = holders(&ms, "hot::3")?;
+    assert_eq!(owner.len(), 1);
     assert!(!held_anywhere(&ms, "hot"));
+    // The admin key answers where host 3's copy lives.
+    assert_eq!(
+        c3.get("__mcrouter__.route(get,hot)")?.as_deref(),
+        Some(s[owner[0]].as_str())
+    );
     assert_eq!(c3.call("get hot\r\n")?, "VALUE hot 0 5\r\nfrom3\r\nEND\r\n");
     let mut c4 = host4.client()?;
     assert_eq!(c4.get("hot")?, None);

@@ -90,14 +90,22 @@ impl KeySplitRoute {
         }
     }
 
+    /// `req` as copy `id` gets it.
+    fn copy_req(&self, req: &Req, id: u32) -> Req {
+        if id == 0 {
+            req.clone()
+        } else {
+            req.with_routing_key(&copy_key(req.routing_key(), id))
+        }
+    }
+
     /// `req` sent to copy `id`.
     fn to_copy(&self, req: &Req, id: u32, ctx: &Rc<Ctx>) -> RouteFuture {
         if id == 0 {
             return self.destination.route(req.clone(), ctx);
         }
-        let key = copy_key(req.routing_key(), id);
         let original = ClientKey::of(req);
-        let fut = self.destination.route(req.with_routing_key(&key), ctx);
+        let fut = self.destination.route(self.copy_req(req, id), ctx);
         Box::pin(async move { restore_client_key(fut.await, &original) })
     }
 }
@@ -162,6 +170,19 @@ impl Route for KeySplitRoute {
 
     fn children(&self) -> Vec<RouteRef> {
         vec![self.destination.clone()]
+    }
+
+    fn child_requests(&self, req: &Req) -> Vec<(RouteRef, Req)> {
+        if req.key_count() != 1 {
+            return vec![(self.destination.clone(), req.clone())];
+        }
+        let ids: Vec<u32> = match self.plan(req.op(), req.routing_key()) {
+            Plan::Own => vec![self.replica],
+            Plan::All | Plan::FirstHit => (0..self.replicas).collect(),
+        };
+        ids.into_iter()
+            .map(|id| (self.destination.clone(), self.copy_req(req, id)))
+            .collect()
     }
 
     fn plain_destination(&self, op: Op, key: &[u8]) -> Option<&Arc<DestShared>> {
@@ -306,6 +327,22 @@ mod tests {
             assert!(r.route(Mock::req("get abc\r\n"), &ctx).await.is_miss());
             assert_eq!(m.count(), 3);
         });
+    }
+
+    #[test]
+    fn admin_walks_see_the_copy_keys() {
+        let r = KeySplitRoute::new(Arc::new(crate::route::null::NullRoute), 3, false, false, 2);
+        let keys = |req: &str| -> Vec<Vec<u8>> {
+            r.child_requests(&Mock::req(req))
+                .iter()
+                .map(|(_, q)| q.key().to_vec())
+                .collect()
+        };
+        assert_eq!(keys("get hot\r\n"), [b"hot::2".to_vec()]);
+        assert_eq!(
+            keys("delete hot\r\n"),
+            [b"hot".to_vec(), b"hot::1".to_vec(), b"hot::2".to_vec()]
+        );
     }
 
     #[test]

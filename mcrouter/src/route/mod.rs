@@ -104,6 +104,15 @@ pub trait Route: Send + Sync + std::fmt::Debug {
         self.children()
     }
 
+    /// The request each child would get (admin `route`/`route_handles`): by default `req`
+    /// itself, to each of [`Route::children_for`]; routes that change the key say how.
+    fn child_requests(&self, req: &Req) -> Vec<(RouteRef, Req)> {
+        self.children_for(req)
+            .into_iter()
+            .map(|c| (c, req.clone()))
+            .collect()
+    }
+
     /// When this subtree sends `op` on `key` to exactly one destination and does nothing
     /// else with the reply, that destination: multi-key gets are then batched, one
     /// request per destination.
@@ -148,8 +157,8 @@ pub fn destinations_for(route: &RouteRef, req: &Req) -> Vec<Arc<DestShared>> {
                 out.push(d.clone());
             }
         }
-        for c in r.children_for(req) {
-            walk(&c, req, out);
+        for (c, r) in r.child_requests(req) {
+            walk(&c, &r, out);
         }
     }
     walk(route, req, &mut out);
@@ -161,8 +170,8 @@ pub fn describe_path(route: &RouteRef, req: &Req) -> String {
     let mut out = String::new();
     fn walk(r: &RouteRef, req: &Req, depth: usize, out: &mut String) {
         let _ = writeln!(out, "{}{}", "  ".repeat(depth), r.name());
-        for c in r.children_for(req) {
-            walk(&c, req, depth + 1, out);
+        for (c, r) in r.child_requests(req) {
+            walk(&c, &r, depth + 1, out);
         }
     }
     walk(route, req, 0, &mut out);

@@ -109,6 +109,18 @@ impl Route for ModifyKeyRoute {
     fn children_for(&self, _req: &Req) -> Vec<RouteRef> {
         vec![self.target.clone()]
     }
+
+    fn child_requests(&self, req: &Req) -> Vec<(RouteRef, Req)> {
+        let changed = (req.key_count() == 1)
+            .then(|| self.change.apply(req.routing_key()))
+            .flatten()
+            .filter(|k| k.len() <= Limits::DEFAULT_MAX_KEY_LEN);
+        let req = match changed {
+            Some(k) => req.with_routing_key(&k),
+            None => req.clone(),
+        };
+        vec![(self.target.clone(), req)]
+    }
 }
 
 pub fn build(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigError> {
