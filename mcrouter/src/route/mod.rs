@@ -38,6 +38,7 @@ pub mod all_majority;
 pub mod all_sync;
 pub mod asynclog_route;
 pub mod big_value;
+pub mod blackhole;
 pub mod destination;
 pub mod dev_null;
 pub mod error;
@@ -404,6 +405,7 @@ pub const ROUTE_TYPES: &[&str] = &[
     "LatencyInjectionRoute",
     "LoggingRoute",
     "L1L2SizeSplitRoute",
+    "BlackholeRoute",
 ];
 
 /// Build a route of a known type.
@@ -442,6 +444,7 @@ pub fn build_typed(node: &Node<'_>, b: &mut Builder) -> Result<RouteRef, ConfigE
         "LatencyInjectionRoute" => latency_injection::build(node, b),
         "LoggingRoute" => logging::build(node, b),
         "L1L2SizeSplitRoute" => l1l2_size_split::build(node, b),
+        "BlackholeRoute" => blackhole::build(node, b),
         other => Err(ConfigError::at(
             node.path.clone(),
             format!("unknown route type {other:?}"),
