@@ -229,9 +229,10 @@ impl BigValueRoute {
             ));
         }
         let suffix = suffix_of(data);
+        let exptime = req.exptime().unwrap_or(0);
         let mut chunks = Vec::new();
         for (i, piece) in data.chunks(self.opts.threshold).enumerate() {
-            let head = format!(" 0 {} {}\r\n", req.exptime().unwrap_or(0), piece.len());
+            let head = format!(" 0 {exptime} {}\r\n", piece.len());
             let k = chunk_key(key, i as u32, suffix);
             match storage_request(b"set ", &k, head.as_bytes(), piece) {
                 Some(r) => chunks.push(r),
