@@ -50,7 +50,8 @@ pub struct Options {
     /// `-c` does.
     pub max_conns: usize,
     /// Answer a get whose backend failed with a miss, as mcrouter does by default
-    /// (`--miss-on-get-errors`; off: the error, as the issue and twemproxy do).
+    /// (`--miss-on-get-errors`; off by default: the client gets the error, as from
+    /// twemproxy).
     pub miss_on_get_errors: bool,
     /// `-R /region/cluster/`: the default route (see `RootRoute::with_options`).
     pub route_prefix: Option<String>,
@@ -62,6 +63,7 @@ pub struct Options {
 
 impl Options {
     pub const DEFAULT_NUM_PROXIES: usize = 1;
+    pub const DEFAULT_MAX_CLIENT_OUTSTANDING: usize = 1024;
 
     /// A loaded config with the router-wide options applied: `-R`, and big values on top.
     pub fn finish(&self, config: Config) -> Result<Config, ConfigError> {
@@ -72,7 +74,6 @@ impl Options {
             )?
             .with_big_values(self.big_value))
     }
-    pub const DEFAULT_MAX_CLIENT_OUTSTANDING: usize = 1024;
 
     /// `name value` lines (admin `__mcrouter__.options`).
     pub fn describe(&self) -> String {
