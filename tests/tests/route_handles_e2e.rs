@@ -76,6 +76,12 @@ fn key_split_spreads_a_key_over_copies_by_host() -> Result<()> {
         "stats shows the host id"
     );
 
+    // A key with no room for a copy suffix under memcached's 250 bytes stays whole.
+    let long = "L".repeat(248);
+    assert_eq!(c3.set(&long, "whole")?, "STORED\r\n");
+    assert_eq!(holders(&ms, &long)?.len(), 1);
+    assert_eq!(c3.get(&long)?.as_deref(), Some("whole"));
+
     // A delete through any host removes every copy.
     let mut p = plain.client()?;
     for k in copies {

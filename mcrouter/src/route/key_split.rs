@@ -18,10 +18,11 @@
 //!   the key has one (`abc|#|x` -> `abc::3|#|x`), keeping a `/region/cluster/` prefix.
 //! - The copies other than this host's are sent at once and their replies are not
 //!   waited for. Replies carry the client's key (`VALUE abc`, not `VALUE abc::3`).
-//! - A key longer than 250 bytes (no room for `::999` under memcached's 255) is routed
-//!   unchanged and not fanned out. mcrouter does that for get, lease-get, lease-set, set
-//!   and delete but appends the suffix for other operations, making keys memcached
-//!   refuses; here every operation keeps such a key.
+//! - A key longer than 245 bytes (no room for `::999` under memcached's 250-byte key
+//!   limit) is routed unchanged and not fanned out, for every operation. mcrouter's
+//!   limit is 255 (its own servers take longer keys), so it splits keys of up to 250
+//!   bytes, whose copies stock memcached refuses; and for operations other than get,
+//!   lease-get, lease-set, set and delete it appends the suffix to any key.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -37,8 +38,8 @@ use crate::request::{Op, Req};
 
 pub const MIN_REPLICAS: u32 = 2;
 pub const MAX_REPLICAS: u32 = 1000;
-/// Longest key that can take a suffix: `::999` still fits under 255 bytes.
-pub const MAX_SPLIT_KEY_LEN: usize = 255 - 2 - 3;
+/// Longest key that can take a suffix: `::999` still fits memcached's 250-byte keys.
+pub const MAX_SPLIT_KEY_LEN: usize = protocol::Limits::DEFAULT_MAX_KEY_LEN - 2 - 3;
 
 #[derive(Debug)]
 pub struct KeySplitRoute {
@@ -53,6 +54,8 @@ pub struct KeySplitRoute {
 /// What a request does under the route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
+    /// The key unchanged (too long to take a suffix).
+    Whole,
     /// To this host's copy only.
     Own,
     /// To this host's copy, answered; the other copies in the background.
@@ -80,7 +83,7 @@ impl KeySplitRoute {
 
     fn plan(&self, op: Op, key: &[u8]) -> Plan {
         if key.len() > MAX_SPLIT_KEY_LEN {
-            return Plan::Own;
+            return Plan::Whole;
         }
         match op {
             Op::Get | Op::MetaGet | Op::LeaseGet | Op::LeaseSet if self.first_hit => Plan::FirstHit,
@@ -136,6 +139,7 @@ impl Route for KeySplitRoute {
             return self.destination.route(req, ctx);
         }
         match self.plan(req.op(), req.routing_key()) {
+            Plan::Whole => self.destination.route(req, ctx),
             Plan::Own => self.to_copy(&req, self.replica, ctx),
             Plan::All => {
                 for id in (0..self.replicas).filter(|&id| id != self.replica) {
@@ -177,6 +181,7 @@ impl Route for KeySplitRoute {
             return vec![(self.destination.clone(), req.clone())];
         }
         let ids: Vec<u32> = match self.plan(req.op(), req.routing_key()) {
+            Plan::Whole => vec![0],
             Plan::Own => vec![self.replica],
             Plan::All | Plan::FirstHit => (0..self.replicas).collect(),
         };
@@ -186,11 +191,10 @@ impl Route for KeySplitRoute {
     }
 
     fn plain_destination(&self, op: Op, key: &[u8]) -> Option<&Arc<DestShared>> {
-        let unchanged = self.replica == 0 || key.len() > MAX_SPLIT_KEY_LEN;
-        if unchanged && self.plan(op, key) == Plan::Own {
-            self.destination.plain_destination(op, key)
-        } else {
-            None
+        match self.plan(op, key) {
+            Plan::Whole => self.destination.plain_destination(op, key),
+            Plan::Own if self.replica == 0 => self.destination.plain_destination(op, key),
+            _ => None,
         }
     }
 }
@@ -355,21 +359,22 @@ mod tests {
 
     #[test]
     fn long_keys_stay_whole() {
-        // mcrouter's TestLongKey: host 1 of 5; 250 bytes are split, longer keys are not
-        // (a client's key is at most 250 bytes, so only a decoded base64 key can be).
+        // mcrouter's TestLongKey (host 1 of 5), with memcached's 250-byte limit where
+        // mcrouter has 255: 245 bytes are split, longer keys are not.
         let r = KeySplitRoute::new(Arc::new(crate::route::null::NullRoute), 5, true, true, 1);
-        let long = vec![b'a'; 251];
+        let long = vec![b'a'; 246];
         for op in [Op::Get, Op::Delete, Op::Set, Op::LeaseGet, Op::Incr] {
-            assert_eq!(r.plan(op, &long), Plan::Own, "{op:?}");
+            assert_eq!(r.plan(op, &long), Plan::Whole, "{op:?}");
         }
-        assert_eq!(r.plan(Op::Get, &long[..250]), Plan::FirstHit);
-        assert_eq!(r.plan(Op::Delete, &long[..250]), Plan::All);
+        assert_eq!(r.plan(Op::Get, &long[..245]), Plan::FirstHit);
+        assert_eq!(r.plan(Op::Delete, &long[..245]), Plan::All);
         run(|ctx| async move {
             let m = Mock::replying("END\r\n");
             let r = KeySplitRoute::new(m.r(), 5, true, false, 1);
-            let short = "a".repeat(250);
-            r.route(Mock::req(&format!("get {short}\r\n")), &ctx).await;
-            assert_eq!(keys(&m), [format!("{short}::1")]);
+            let (split, whole) = ("a".repeat(245), "b".repeat(250));
+            r.route(Mock::req(&format!("get {split}\r\n")), &ctx).await;
+            r.route(Mock::req(&format!("get {whole}\r\n")), &ctx).await;
+            assert_eq!(keys(&m), [format!("{split}::1"), whole]);
         });
     }
 
