@@ -81,7 +81,11 @@ fn cases() -> Vec<(String, Vec<u8>, bool)> {
         ("touch and gat", b"set t 0 0 1\r\na\r\ntouch t 100\r\ntouch nope 1\r\ngat 100 t nope\r\ngats 0 t\r\n".to_vec()),
         ("delete", b"set dl 0 0 1\r\na\r\ndelete dl\r\ndelete dl\r\ndelete dl 0\r\ndelete dl 5\r\ndelete dl 0 noreply\r\n".to_vec()),
         ("expired", b"set e1 0 -1 1\r\na\r\nget e1\r\nset e2 0 1 1\r\na\r\ntouch e2 -1\r\nget e2\r\n".to_vec()),
-        ("flush_all", b"set f1 0 0 1\r\na\r\nflush_all\r\nget f1\r\nset f2 0 0 1\r\nb\r\nget f2\r\nflush_all 0\r\nflush_all noreply\r\nflush_all 100\r\nget f2\r\nflush_all abc\r\n".to_vec()),
+        // No get right after `flush_all 100`: memcached then answers an item an earlier
+        // flush removed if its LRU maintainer has not unlinked it yet (the delayed flush
+        // moves `oldest_live` into the future), and a miss if it has; which one depends
+        // on its background thread's timing (seen once on a loaded CI machine).
+        ("flush_all", b"set f1 0 0 1\r\na\r\nflush_all\r\nget f1\r\nset f2 0 0 1\r\nb\r\nget f2\r\nflush_all 0\r\nflush_all noreply\r\nget f2\r\nflush_all 100\r\nflush_all abc\r\n".to_vec()),
         ("bad storage lines", b"set k 0 0 abc\r\nxyz\r\nset k 0 0 -1\r\nxyz\r\nset k abc 0 1\r\na\r\nset k 0 abc 1\r\na\r\nset k 0 0\r\na\r\nset k 0 0 1 noreply extra\r\na\r\ncas k 0 0 1\r\na\r\ncas k 0 0 1 abc\r\na\r\nset k -1 0 1\r\na\r\n".to_vec()),
         ("bad data chunk", b"set k 0 0 1\r\nabc\r\nset k 0 0 1 noreply\r\nabc\r\nget k\r\n".to_vec()),
         ("garbage noreply token", b"set k 0 0 1 garbage\r\na\r\nget k\r\n".to_vec()),
