@@ -446,10 +446,7 @@ impl Assembly {
             return Err(if b.is_error() {
                 b
             } else {
-                Reply {
-                    kind: ReplyKind::Miss,
-                    bytes: Bytes::from_static(b"END\r\n"),
-                }
+                Reply::default_for_op(Op::Get)
             });
         }
         Ok(value_reply(&self.reply_key, self.flags, self.cas, &data))

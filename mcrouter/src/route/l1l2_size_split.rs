@@ -96,10 +96,7 @@ fn req_line(line: String) -> Option<Req> {
 }
 
 fn miss() -> Reply {
-    Reply {
-        kind: ReplyKind::Miss,
-        bytes: bytes::Bytes::from_static(b"END\r\n"),
-    }
+    Reply::default_for_op(Op::Get)
 }
 
 /// What `l1` holds for a key: a plain reply, or a sentinel pointing into `l2`.
